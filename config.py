@@ -1,0 +1,154 @@
+"""The configuration tree: one dataclass per section, YAML presets, ``key=value`` overrides.
+
+``load_config("configs/shapes.yaml", ["data.batch_size=64"])`` merges the dataclass defaults, the
+preset and the overrides, in that order. Unknown keys and wrong types are :class:`ConfigError`s
+that name the key and list the valid ones (OmegaConf structured configs do the checking).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Optional, Sequence
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
+
+
+class ConfigError(ValueError):
+    """A bad preset file or override; the message names the key or file."""
+
+
+@dataclass
+class ShapesConfig:
+    """The built-in Shapes set (generated once, then cached)."""
+
+    n_train: int = 10000
+    n_val: int = 1000
+    n_test: int = 1000
+    seed: int = 0
+    max_objects: int = 3
+
+
+@dataclass
+class DataConfig:
+    """Where the images and captions come from and how they are batched."""
+
+    # shapes | karpathy | precomp (VSE++ {split}_ims.npy + {split}_caps.txt) | h5 (our extractor)
+    name: str = "shapes"
+    json: Optional[str] = None  # karpathy: dataset_coco.json or any file in that schema
+    image_root: Optional[str] = None  # karpathy: images are image_root/filepath/filename
+    precomp_dir: Optional[str] = None  # precomp: folder with {split}_ims.npy, {split}_caps.txt
+    h5: Optional[str] = None  # h5: feature file written by `python -m data extract`
+    use_restval: bool = False  # karpathy: the restval split joins train (COCO's 113K train)
+    image_size: int = 64  # side of the square crop the image encoder sees
+    resize: int = 0  # shorter side before cropping; 0 means image_size (no crop margin)
+    augment: bool = False  # random crop (and flip when flip=true) for training images
+    flip: bool = False  # horizontal flips break "left of" captions: off unless asked for
+    captions_per_image: int = 5  # the protocol groups captions 5 per image
+    vocab_threshold: int = 1  # words seen fewer times in train become <unk>
+    max_caption_len: int = 50  # tokens kept per caption (before <start>/<end>)
+    batch_size: int = 128
+    num_workers: int = 2
+    cache_dir: str = ""  # empty: $LIM_CACHE or ~/.cache/lim
+    shapes: ShapesConfig = field(default_factory=ShapesConfig)
+
+
+@dataclass
+class TrainConfig:
+    """Run folder and reproducibility."""
+
+    out_dir: str = "runs/shapes"
+    seed: int = 0
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+def valid_keys(node: Optional[DictConfig] = None, prefix: str = "") -> list[str]:
+    """Every dotted leaf key of the tree, e.g. ``data.shapes.n_train``."""
+    node = OmegaConf.structured(Config) if node is None else node
+    keys = []
+    for key in node:
+        value = node[key]
+        dotted = f"{prefix}{key}"
+        if isinstance(value, DictConfig):
+            keys += valid_keys(value, dotted + ".")
+        else:
+            keys.append(dotted)
+    return keys
+
+
+def _explain(err: OmegaConfBaseException, where: str) -> ConfigError:
+    key = getattr(err, "full_key", None) or "?"
+    if isinstance(err, ConfigKeyError) or "not in" in str(err):
+        return ConfigError(
+            f"{where}: unknown key '{key}'. Valid keys:\n  " + "\n  ".join(valid_keys())
+        )
+    if isinstance(err, ValidationError):
+        msg = str(err).splitlines()[0]
+        return ConfigError(f"{where}: bad value for '{key}': {msg}")
+    return ConfigError(f"{where}: {str(err).splitlines()[0]}")
+
+
+def load_config(path: Optional[str] = None, overrides: Sequence[str] = ()) -> Config:
+    """Defaults, then the YAML preset at ``path``, then ``key=value`` overrides."""
+    cfg = OmegaConf.structured(Config)
+    if path is not None:
+        if not os.path.isfile(path):
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            preset = OmegaConf.load(path)
+        except Exception as err:  # YAML syntax errors come in several exception types
+            raise ConfigError(f"{path}: not valid YAML: {err}") from None
+        try:
+            cfg = OmegaConf.merge(cfg, preset)
+        except OmegaConfBaseException as err:
+            raise _explain(err, path) from None
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override '{item}' is not key=value (e.g. data.batch_size=64)")
+        key = item.split("=", 1)[0]
+        if key not in valid_keys():
+            inside = [k for k in valid_keys() if k.startswith(key + ".")]
+            if inside:
+                raise ConfigError(
+                    f"override '{item}': '{key}' is a section; set one of its keys:\n  "
+                    + "\n  ".join(inside)
+                )
+            section = key.rsplit(".", 1)[0] + "." if "." in key else ""
+            near = [k for k in valid_keys() if section and k.startswith(section)] or valid_keys()
+            raise ConfigError(
+                f"override '{item}': unknown key '{key}'. Valid keys:\n  " + "\n  ".join(near)
+            )
+        try:
+            cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist([item]))
+        except OmegaConfBaseException as err:
+            raise _explain(err, f"override '{item}'") from None
+    return OmegaConf.to_object(cfg)
+
+
+def to_yaml(cfg: Config) -> str:
+    """The resolved config as YAML (saved in the run folder and every checkpoint)."""
+    return OmegaConf.to_yaml(OmegaConf.structured(cfg))
+
+
+def from_dict(d: dict) -> Config:
+    """Rebuild a typed Config from a saved dict (checkpoints store plain dicts)."""
+    try:
+        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(Config), d))
+    except OmegaConfBaseException as err:
+        raise _explain(err, "saved config") from None
+
+
+def to_dict(cfg: Config) -> dict:
+    return OmegaConf.to_container(OmegaConf.structured(cfg))
+
+
+def cache_dir(cfg: DataConfig) -> str:
+    """Where generated data (Shapes) is cached."""
+    if cfg.cache_dir:
+        return os.path.expanduser(cfg.cache_dir)
+    return os.environ.get("LIM_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "lim")

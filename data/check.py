@@ -1,0 +1,144 @@
+"""``python -m data check``: validate a dataset before training and name every bad entry."""
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+from tqdm import tqdm
+
+from config import DataConfig
+
+from .images import FileImages, open_rgb
+from .karpathy import parse_karpathy
+from .records import DataError, Split, fix_captions_per_image
+from .sources import load_split
+from .vocab import build_vocab, oov_rate, tokenize
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class CheckReport:
+    """What ``data check`` found: per-split statistics and every problem."""
+
+    stats: dict = field(default_factory=dict)
+    vocab_size: int = 0
+    oov: dict = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def _karpathy_splits(cfg: DataConfig, problems: list[str]) -> dict[str, Split]:
+    if not cfg.json or not cfg.image_root:
+        raise DataError("data.name=karpathy needs data.json=FILE and data.image_root=DIR")
+    entries, bad = parse_karpathy(os.path.expanduser(cfg.json), os.path.expanduser(cfg.image_root))
+    problems += bad
+    splits = {}
+    for name in SPLITS:
+        wanted = {name, "restval"} if (name == "train" and cfg.use_restval) else {name}
+        chosen = [e for e in entries if e.split in wanted]
+        if not chosen:
+            problems.append(f"{cfg.json}: no images in split '{name}'")
+            continue
+        caps, truncated, padded = fix_captions_per_image([e.captions for e in chosen], cfg.captions_per_image)
+        splits[name] = Split(name, FileImages([e.path for e in chosen]), caps, cfg.json, truncated, padded)
+    return splits
+
+
+def _check_images(split: Split, problems: list[str], workers: int = 8) -> None:
+    """Open every image (pixels) or read every feature row, recording each failure."""
+    source = split.images
+
+    def one(i: int):
+        try:
+            if isinstance(source, FileImages):
+                open_rgb(source.paths[i])
+            elif not np.all(np.isfinite(source.load(i))):
+                return f"{source.describe(i)}: non-finite feature values"
+            else:
+                return None
+        except DataError as err:
+            return str(err)
+        return None
+
+    with ThreadPoolExecutor(workers) as pool:
+        results = pool.map(one, range(len(source)))
+        for msg in tqdm(results, total=len(source), desc=f"check {split.name} images", leave=False):
+            if msg:
+                problems.append(msg)
+
+
+def _length_stats(captions: list[str]) -> dict:
+    lengths = np.array([len(tokenize(c)) for c in captions]) if captions else np.zeros(1)
+    return {
+        "min": int(lengths.min()),
+        "mean": round(float(lengths.mean()), 2),
+        "median": float(np.median(lengths)),
+        "p95": float(np.percentile(lengths, 95)),
+        "max": int(lengths.max()),
+    }
+
+
+def check_dataset(cfg: DataConfig, open_images: bool = True) -> CheckReport:
+    """Load every split, open every image, and collect statistics and all problems."""
+    report = CheckReport()
+    if cfg.name == "karpathy":
+        splits = _karpathy_splits(cfg, report.problems)
+    else:
+        splits = {}
+        for name in SPLITS:
+            try:
+                splits[name] = load_split(cfg, name)
+            except DataError as err:
+                report.problems.append(str(err))
+    for name, split in splits.items():
+        if open_images:
+            _check_images(split, report.problems)
+        flat = split.flat_captions()
+        report.stats[name] = {
+            "images": split.num_images,
+            "captions": len(flat),
+            "truncated_images": split.truncated,
+            "padded_images": split.padded,
+            "caption_length": _length_stats(flat),
+        }
+    if "train" in splits:
+        vocab = build_vocab(splits["train"].flat_captions(), cfg.vocab_threshold)
+        report.vocab_size = len(vocab)
+        for name in ("val", "test"):
+            if name in splits:
+                report.oov[name] = oov_rate(vocab, splits[name].flat_captions())
+    return report
+
+
+def format_report(cfg: DataConfig, report: CheckReport) -> str:
+    """A Markdown summary followed by every problem."""
+    lines = [f"dataset: {cfg.name}", "", "| split | images | captions | len min/mean/median/p95/max | truncated | padded |",
+             "|---|---|---|---|---|---|"]
+    for name, s in report.stats.items():
+        L = s["caption_length"]
+        lines.append(
+            f"| {name} | {s['images']} | {s['captions']} | {L['min']}/{L['mean']}/{L['median']:g}/{L['p95']:g}/{L['max']} "
+            f"| {s['truncated_images']} | {s['padded_images']} |"
+        )
+    lines.append("")
+    lines.append(f"vocabulary (train, threshold {cfg.vocab_threshold}): {report.vocab_size} words")
+    for name, rate in report.oov.items():
+        lines.append(f"OOV rate {name}: {100 * rate:.2f}% of tokens")
+    if any(s["truncated_images"] or s["padded_images"] for s in report.stats.values()):
+        lines.append(
+            f"note: captions are truncated/padded (repeating the image's own) to exactly "
+            f"{cfg.captions_per_image} per image, as the retrieval protocol expects"
+        )
+    if report.problems:
+        lines.append("")
+        lines.append(f"{len(report.problems)} problem(s):")
+        lines += [f"  {p}" for p in report.problems]
+    else:
+        lines.append("no problems found")
+    return "\n".join(lines)

@@ -1,0 +1,134 @@
+"""Torch datasets over a :class:`Split`, image transforms and the padding collate."""
+from __future__ import annotations
+
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+from torchvision import transforms as T
+
+from config import DataConfig
+
+from .records import Split
+from .vocab import Vocabulary
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def image_transform(cfg: DataConfig, train: bool) -> Callable:
+    """PIL RGB -> normalised float tensor (3, S, S); S = ``cfg.image_size``.
+
+    Resize the shorter side to ``cfg.resize`` (default S), then a random crop (train, when
+    ``augment``) or a centre crop; flips only when ``flip`` is set.
+    """
+    size = cfg.image_size
+    steps: list = [T.Resize(cfg.resize or size), (T.RandomCrop if train and cfg.augment else T.CenterCrop)(size)]
+    if train and cfg.augment and cfg.flip:
+        steps.append(T.RandomHorizontalFlip())
+    steps += [T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
+    return T.Compose(steps)
+
+
+def denormalize(images: torch.Tensor) -> torch.Tensor:
+    """Inverse of the normalisation, clamped to [0, 1] (for saving image grids)."""
+    mean = torch.tensor(IMAGENET_MEAN, device=images.device).view(-1, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=images.device).view(-1, 1, 1)
+    return (images * std + mean).clamp(0, 1)
+
+
+def _image_tensor(split: Split, index: int, transform: Optional[Callable]) -> torch.Tensor:
+    item = split.images.load(index)
+    if isinstance(item, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(item, dtype=np.float32))  # (D,)
+    return transform(item)  # (3, S, S)
+
+
+class PairDataset(Dataset):
+    """One item per caption: ``(image, caption_ids, image_index, caption_index)``.
+
+    Caption ``j`` of the flat list belongs to image ``j // captions_per_image``, the protocol's
+    order; an optional ``caption_indices`` restricts the items to a subset of captions.
+    """
+
+    def __init__(
+        self,
+        split: Split,
+        vocab: Vocabulary,
+        transform: Optional[Callable] = None,
+        max_len: int = 0,
+        caption_indices: Optional[Sequence[int]] = None,
+    ):
+        self.split, self.vocab, self.transform, self.max_len = split, vocab, transform, max_len
+        self.flat = split.flat_captions()
+        self.owner = np.repeat(np.arange(split.num_images), [len(c) for c in split.captions])
+        self.indices = np.arange(len(self.flat)) if caption_indices is None else np.asarray(caption_indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, item: int):
+        j = int(self.indices[item])
+        i = int(self.owner[j])
+        ids = torch.tensor(self.vocab.encode(self.flat[j], self.max_len), dtype=torch.long)
+        return _image_tensor(self.split, i, self.transform), ids, i, j
+
+
+class ImageDataset(Dataset):
+    """One item per image: ``(image, image_index)`` (for encoding a gallery once)."""
+
+    def __init__(self, split: Split, transform: Optional[Callable] = None):
+        self.split, self.transform = split, transform
+
+    def __len__(self) -> int:
+        return self.split.num_images
+
+    def __getitem__(self, i: int):
+        return _image_tensor(self.split, i, self.transform), i
+
+
+class CaptionDataset(Dataset):
+    """One item per caption: ``(caption_ids, caption_index)`` in protocol order."""
+
+    def __init__(self, split: Split, vocab: Vocabulary, max_len: int = 0):
+        self.flat, self.vocab, self.max_len = split.flat_captions(), vocab, max_len
+
+    def __len__(self) -> int:
+        return len(self.flat)
+
+    def __getitem__(self, j: int):
+        return torch.tensor(self.vocab.encode(self.flat[j], self.max_len), dtype=torch.long), j
+
+
+def pad_captions(captions: Sequence[torch.Tensor], pad_id: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad id sequences: ``(B, T_max)`` ids and ``(B,)`` lengths."""
+    lengths = torch.tensor([len(c) for c in captions], dtype=torch.long)
+    out = torch.full((len(captions), int(lengths.max())), pad_id, dtype=torch.long)
+    for row, c in enumerate(captions):
+        out[row, : len(c)] = c
+    return out, lengths
+
+
+def collate_pairs(batch):
+    """``images (B, ...)``, ``captions (B, T)``, ``lengths (B,)``, ``image_ids (B,)``, ``caption_ids (B,)``."""
+    images, caps, image_ids, caption_ids = zip(*batch)
+    captions, lengths = pad_captions(caps)
+    return (
+        torch.stack(images),
+        captions,
+        lengths,
+        torch.tensor(image_ids, dtype=torch.long),
+        torch.tensor(caption_ids, dtype=torch.long),
+    )
+
+
+def collate_images(batch):
+    images, ids = zip(*batch)
+    return torch.stack(images), torch.tensor(ids, dtype=torch.long)
+
+
+def collate_captions(batch):
+    caps, ids = zip(*batch)
+    captions, lengths = pad_captions(caps)
+    return captions, lengths, torch.tensor(ids, dtype=torch.long)

@@ -1,0 +1,26 @@
+from setuptools import setup
+
+setup(
+    name="lim",
+    version="0.1.0",
+    description="Look, Imagine and Match: image-text matching with a caption decoder and a text-to-image GAN",
+    python_requires=">=3.9",
+    py_modules=["config", "train", "evaluate"],
+    packages=["data", "models", "losses", "metrics"],
+    install_requires=[
+        "torch>=2.1",
+        "torchvision>=0.16",
+        "numpy",
+        "pillow",
+        "omegaconf>=2.3",
+        "pyyaml",
+        "tqdm",
+        "h5py",
+        "tensorboard",
+        "nltk",
+        "pycocoevalcap",
+        "numba",
+        "matplotlib",
+    ],
+    extras_require={"test": ["pytest>=7"]},
+)
