@@ -48,22 +48,63 @@ class DataConfig:
     vocab_threshold: int = 1  # words seen fewer times in train become <unk>
     max_caption_len: int = 50  # tokens kept per caption (before <start>/<end>)
     batch_size: int = 128
-    num_workers: int = 2
+    num_workers: int = 0  # Shapes lives in memory; use 4+ for image files
     cache_dir: str = ""  # empty: $LIM_CACHE or ~/.cache/lim
     shapes: ShapesConfig = field(default_factory=ShapesConfig)
 
 
 @dataclass
+class ModelConfig:
+    """Encoders and the similarity measure (DESIGN section 2)."""
+
+    # small_cnn (64 px data, from scratch) | resnet18|34|50|152 | vgg19 | precomp (feature projector)
+    image_encoder: str = "small_cnn"
+    cnn_weights: Optional[str] = None  # local torchvision state dict; nothing is downloaded
+    finetune: bool = True  # train the torchvision CNN too (false: frozen backbone)
+    small_cnn_width: int = 32  # channels of the first small_cnn block (doubles per block)
+    # Defaults are sized for Shapes on a laptop; the COCO/Flickr30k presets use the paper's sizes.
+    embed_dim: int = 512
+    word_dim: int = 300
+    text_hidden: int = 128  # per direction of the 2-layer bidirectional GRU
+    text_layers: int = 2
+    measure: str = "order"  # order (Vendrov, squared) | cosine
+    abstract_weight: float = 0.5  # pair similarity = weighted sum over the two branches
+    grounded_weight: float = 0.5
+
+
+@dataclass
+class LossConfig:
+    """The bidirectional hinge ranking loss."""
+
+    margin: float = 0.05  # 0.05 for order, 0.2 for cosine
+    max_violation: bool = True  # hardest negative per query (VSE++) once warm-up is over
+    warmup_epochs: int = 1  # epochs of the sum form first (hardest-negative cold starts collapse)
+
+
+@dataclass
 class TrainConfig:
-    """Run folder and reproducibility."""
+    """Optimisation, run folder and reproducibility."""
 
     out_dir: str = "runs/shapes"
     seed: int = 0
+    epochs: int = 15
+    lr: float = 2e-4
+    lr_decay_epochs: int = 10  # multiply lr by lr_decay every this many epochs (0: never)
+    lr_decay: float = 0.1
+    grad_clip: float = 2.0  # max global grad norm (0: off)
+    one_caption_per_image: bool = False  # epoch = one random caption per image, not all captions
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    resume: bool = False  # continue the run in out_dir from its `last` checkpoint
+    eval_batch_size: int = 256
+    log_every: int = 20  # TensorBoard scalars every this many steps
+    max_steps: int = 0  # stop after this many steps (0: no limit; for smoke tests)
 
 
 @dataclass
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
 

@@ -6,7 +6,7 @@ setup(
     description="Look, Imagine and Match: image-text matching with a caption decoder and a text-to-image GAN",
     python_requires=">=3.9",
     py_modules=["config", "train", "evaluate"],
-    packages=["data", "models", "losses", "metrics"],
+    packages=["data", "engine", "models", "losses", "metrics"],
     install_requires=[
         "torch>=2.1",
         "torchvision>=0.16",

@@ -1,0 +1,56 @@
+"""``report.json`` and ``report.md`` (schema in DESIGN section 6), written atomically."""
+from __future__ import annotations
+
+import json
+import os
+
+RECALL_KEYS = ("r1", "r5", "r10", "medr", "meanr")
+
+
+def _round(metrics: dict) -> dict:
+    """The schema's shape: ``{i2t: {...}, t2i: {...}, rsum, ties}``, numbers rounded for reading."""
+    out = {d: {k: round(float(metrics[d][k]), 2) for k in RECALL_KEYS} for d in ("i2t", "t2i")}
+    out["rsum"] = round(float(metrics["rsum"]), 2)
+    if "ties" in metrics:
+        out["ties"] = {k: float(v) for k, v in metrics["ties"].items()}
+    return out
+
+
+def retrieval_section(result: dict) -> dict:
+    """``retrieval`` block: the primary protocol's numbers as ``embedding``, all protocols listed."""
+    protocols = {name: _round(m) for name, m in result["protocols"].items()}
+    return {"protocol": result["primary"], "embedding": protocols[result["primary"]], "protocols": protocols}
+
+
+def markdown_table(report: dict) -> str:
+    """The retrieval table as Markdown, one row per protocol."""
+    lines = [
+        f"dataset: {report.get('dataset', '?')}, split: {report.get('split', '?')}, "
+        f"checkpoint: {report.get('checkpoint', '?')}",
+        "",
+        "| protocol | i2t R@1 | R@5 | R@10 | medr | meanr | t2i R@1 | R@5 | R@10 | medr | meanr | rsum |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, m in report["retrieval"]["protocols"].items():
+        cells = [f"{m[d][k]:.1f}" if k.startswith("r") else f"{m[d][k]:g}" for d in ("i2t", "t2i") for k in RECALL_KEYS]
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {m['rsum']:.1f} |")
+    ties = report["retrieval"]["embedding"].get("ties")
+    if ties:
+        lines.append("")
+        lines.append(
+            f"queries with tied scores (broken against the query): i2t {ties['i2t']:g}, t2i {ties['t2i']:g}"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _write_atomic(path: str, text: str) -> None:
+    tmp = f"{path}.tmp.{os.getpid()}"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def write_report(report: dict, json_path: str, md_path: str | None = None) -> None:
+    _write_atomic(json_path, json.dumps(report, indent=2) + "\n")
+    if md_path:
+        _write_atomic(md_path, "# Report\n\n" + markdown_table(report))

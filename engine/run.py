@@ -1,0 +1,85 @@
+"""The run folder: resolved config, vocabulary, checkpoints, TensorBoard events, reports."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+
+from config import Config, from_dict, to_yaml
+from data.records import DataError
+from data.vocab import Vocabulary
+from models import Matcher
+
+from .checkpoint import CheckpointError, load_checkpoint
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    root: str
+
+    @property
+    def config(self) -> str:
+        return os.path.join(self.root, "config.yaml")
+
+    @property
+    def vocab(self) -> str:
+        return os.path.join(self.root, "vocab.json")
+
+    @property
+    def tensorboard(self) -> str:
+        return os.path.join(self.root, "tb")
+
+    def checkpoint(self, which: str) -> str:
+        """``best`` or ``last`` inside the folder, or any other path as given."""
+        if which in ("best", "last"):
+            return os.path.join(self.root, f"{which}.pt")
+        return which
+
+    def has_run(self) -> bool:
+        return any(os.path.exists(self.checkpoint(w)) for w in ("best", "last"))
+
+    def write_config(self, cfg: Config) -> None:
+        tmp = f"{self.config}.tmp.{os.getpid()}"
+        with open(tmp, "w") as f:
+            f.write(to_yaml(cfg))
+        os.replace(tmp, self.config)
+
+
+def fresh_folder(out_dir: str) -> str:
+    """``out_dir`` itself, or ``out_dir-2``, ``-3``, ... when it already holds a run.
+
+    Starting a new run never overwrites an old one; ``train.resume=true`` continues one.
+    """
+    candidate, n = out_dir, 1
+    while RunFolder(candidate).has_run():
+        n += 1
+        candidate = f"{out_dir}-{n}"
+    return candidate
+
+
+def load_trained(run_dir: str, which: str = "best") -> tuple[Config, Vocabulary, Matcher, dict]:
+    """Config, vocabulary and matcher (strictly loaded, on CPU) from a run folder's checkpoint."""
+    if not os.path.isdir(run_dir):
+        raise CheckpointError(f"run folder not found: {run_dir}")
+    folder = RunFolder(run_dir)
+    path = folder.checkpoint(which)
+    ckpt = load_checkpoint(path)
+    cfg = from_dict(ckpt["config"])
+    vocab = Vocabulary(ckpt["vocab"])
+    if os.path.exists(folder.vocab):
+        try:
+            on_disk = Vocabulary.load(folder.vocab)
+        except DataError as err:
+            raise CheckpointError(str(err)) from None
+        if on_disk != vocab:
+            raise CheckpointError(
+                f"{folder.vocab} ({len(on_disk)} words) does not match the vocabulary in {path} "
+                f"({len(vocab)} words): the folder mixes two runs"
+            )
+    # The checkpoint holds every weight: do not reread a CNN weights file that may not exist here.
+    model_cfg = replace(cfg.model, cnn_weights=None)
+    matcher = Matcher(model_cfg, len(vocab), ckpt.get("image_feature_dim"))
+    try:
+        matcher.load_state_dict(ckpt["model"], strict=True)
+    except RuntimeError as err:
+        raise CheckpointError(f"{path}: weights do not fit the model its config describes ({str(err)[:300]})") from None
+    return cfg, vocab, matcher, ckpt

@@ -1,0 +1,69 @@
+"""Evaluate a trained run: the retrieval protocol of DESIGN section 5.
+
+    python evaluate.py RUN_DIR [--split test] [--protocol auto|1k|5k|full] [--checkpoint best|last|PATH] [--out FILE]
+
+Prints a Markdown table and writes JSON (default RUN_DIR/eval_{split}.json). ``recall_metrics``
+is importable from here.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Optional, Sequence
+
+import torch
+
+from data import DataError, load_split
+from engine.checkpoint import CheckpointError
+from engine.distributed import setup
+from engine.evaluation import PROTOCOLS, evaluate_retrieval
+from engine.report import markdown_table, retrieval_section, write_report
+from engine.run import RunFolder, load_trained
+from metrics.retrieval import recall_metrics, recall_metrics_folds
+from models import ModelError
+
+__all__ = ["evaluate", "main", "recall_metrics", "recall_metrics_folds"]
+
+
+def evaluate(run_dir: str, split: str = "test", protocol: str = "auto", checkpoint: str = "best",
+             device: str = "auto", out: Optional[str] = None, progress: bool = True) -> dict:
+    """Evaluate ``checkpoint`` of ``run_dir`` on ``split``; returns (and writes) the report."""
+    cfg, vocab, model, _ = load_trained(run_dir, checkpoint)
+    _, dev = setup(device)
+    model.to(dev)
+    data = load_split(cfg.data, split)
+    result = evaluate_retrieval(model, data, vocab, cfg.data, dev, protocol, cfg.train.eval_batch_size, progress)
+    report = {
+        "dataset": cfg.data.name,
+        "split": split,
+        "checkpoint": RunFolder(run_dir).checkpoint(checkpoint),
+        "retrieval": retrieval_section(result),
+    }
+    out = out or os.path.join(run_dir, f"eval_{split}.json")
+    write_report(report, out)
+    return report
+
+
+def main(argv: Optional[Sequence[str]] = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run_dir")
+    parser.add_argument("--split", default="test", choices=("train", "val", "test"))
+    parser.add_argument("--protocol", default="auto", choices=PROTOCOLS,
+                        help="auto: COCO 1K folds and 5K on a 5,000-image split, else the full split")
+    parser.add_argument("--checkpoint", default="best", help="best, last, or a checkpoint path")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--out", help="JSON output (default RUN_DIR/eval_SPLIT.json)")
+    args = parser.parse_args(argv)
+    report = evaluate(args.run_dir, args.split, args.protocol, args.checkpoint, args.device, args.out)
+    print(markdown_table(report), end="")
+    return report
+
+
+if __name__ == "__main__":
+    torch.set_grad_enabled(False)
+    try:
+        main()
+    except (CheckpointError, DataError, ModelError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)

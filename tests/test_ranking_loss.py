@@ -1,0 +1,171 @@
+"""RankingLoss against a naive per-pair double loop: values and gradients."""
+from typing import Optional
+
+import pytest
+import torch
+
+from losses.ranking import DEFAULT_MARGINS, RankingLoss
+
+
+def embeddings(n: int, d: int, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, d, generator=g, dtype=torch.float64).abs()
+    return x / x.norm(dim=1, keepdim=True)
+
+
+def score(i: torch.Tensor, c: torch.Tensor, measure: str) -> torch.Tensor:
+    return i @ c if measure == "cosine" else -((c - i).clamp(min=0) ** 2).sum()
+
+
+def naive_loss(im, cap, measure, margin, hardest, ids=None, weights=None, all_im=None, all_cap=None,
+               all_ids=None, offset=0) -> torch.Tensor:
+    """The loss written literally: every query, every candidate, one pair at a time."""
+    b = len(im)
+    if all_im is None:
+        cands_im, cands_cap, cand_ids = im, cap, ids
+    else:  # this process's rows of the gathered candidates are the local tensors themselves
+        cands_im = torch.cat([all_im[:offset], im, all_im[offset + b:]])
+        cands_cap = torch.cat([all_cap[:offset], cap, all_cap[offset + b:]])
+        cand_ids = all_ids
+        ids = all_ids[offset:offset + b] if ids is None and all_ids is not None else ids
+    total = im.new_zeros(())
+    for k in range(b):
+        pos = score(im[k], cap[k], measure)
+        cost_c, cost_im = [], []
+        for j in range(len(cands_im)):
+            if j == offset + k or (ids is not None and cand_ids[j] == ids[k]):
+                continue
+            cost_c.append((margin + score(im[k], cands_cap[j], measure) - pos).clamp(min=0))
+            cost_im.append((margin + score(cands_im[j], cap[k], measure) - pos).clamp(min=0))
+        agg = (lambda v: torch.stack(v).max()) if hardest else (lambda v: torch.stack(v).sum())
+        term = (agg(cost_c) + agg(cost_im)) if cost_c else im.new_zeros(())
+        total = total + (1.0 if weights is None else weights[k]) * term
+    return total
+
+
+def check(loss_fn: RankingLoss, hardest: bool, b: int = 6, d: int = 5, seed: int = 0, ids=None, weights=None,
+          n_gathered: int = 0, offset: int = 0, all_ids: Optional[torch.Tensor] = None) -> None:
+    """Loss value and gradients of every input equal the naive loop's."""
+    im, cap = embeddings(b, d, seed).requires_grad_(), embeddings(b, d, seed + 1).requires_grad_()
+    extra = {}
+    if n_gathered:
+        extra = {"all_im": embeddings(n_gathered, d, seed + 2).requires_grad_(),
+                 "all_cap": embeddings(n_gathered, d, seed + 3).requires_grad_(),
+                 "all_ids": all_ids, "offset": offset}
+    inputs = [im, cap] + ([extra["all_im"], extra["all_cap"]] if n_gathered else [])
+    got = loss_fn(im, cap, image_ids=ids, weights=weights, max_violation=hardest, **extra)
+    ref = naive_loss(im, cap, loss_fn.measure, loss_fn.margin, hardest, ids, weights, **extra)
+    torch.testing.assert_close(got, ref, rtol=1e-10, atol=1e-12)
+    assert ref.item() > 0  # the case exercises active hinges
+    for g, r in zip(torch.autograd.grad(got, inputs), torch.autograd.grad(ref, inputs)):
+        torch.testing.assert_close(g, r, rtol=1e-10, atol=1e-12)
+
+
+MEASURES = ["order", "cosine"]
+HARDEST = [False, True]
+
+
+@pytest.mark.parametrize("measure", MEASURES)
+@pytest.mark.parametrize("hardest", HARDEST)
+def test_matches_naive_loop(measure, hardest):
+    check(RankingLoss(measure, margin=0.3), hardest)
+
+
+@pytest.mark.parametrize("measure", MEASURES)
+@pytest.mark.parametrize("hardest", HARDEST)
+def test_weights_scale_each_query(measure, hardest):
+    weights = torch.tensor([1.0, 0.0, 2.0, 0.5, 1.0, 3.0], dtype=torch.float64)
+    check(RankingLoss(measure, margin=0.3), hardest, weights=weights)
+
+
+@pytest.mark.parametrize("measure", MEASURES)
+@pytest.mark.parametrize("hardest", HARDEST)
+def test_same_image_pairs_are_not_negatives(measure, hardest):
+    ids = torch.tensor([0, 1, 0, 2, 1, 3])
+    check(RankingLoss(measure, margin=0.3), hardest, ids=ids)
+
+
+def test_same_image_mask_removes_false_negative():
+    im, cap = embeddings(3, 4, 20), embeddings(3, 4, 21)
+    im[1], cap[1] = im[0], cap[0]  # the same image twice, captioned identically: a false negative
+    loss_fn = RankingLoss("cosine", max_violation=True)
+    assert loss_fn(im, cap).item() >= 2 * 2 * loss_fn.margin - 1e-12  # pairs 0 and 1 collide
+    masked = loss_fn(im, cap, image_ids=torch.tensor([7, 7, 8]))
+    torch.testing.assert_close(masked, naive_loss(im, cap, "cosine", 0.2, True, torch.tensor([7, 7, 8])))
+
+
+@pytest.mark.parametrize("measure", MEASURES)
+@pytest.mark.parametrize("hardest", HARDEST)
+def test_gathered_negatives_match_naive_loop(measure, hardest):
+    all_ids = torch.tensor([0, 1, 2, 3, 4, 5, 2, 7, 8, 9, 5, 11, 12, 13])
+    check(RankingLoss(measure, margin=0.3), hardest, b=4, n_gathered=14, offset=6, all_ids=all_ids)
+    check(RankingLoss(measure, margin=0.3), hardest, b=4, n_gathered=9, offset=5)
+
+
+@pytest.mark.parametrize("measure", MEASURES)
+@pytest.mark.parametrize("hardest", HARDEST)
+def test_sharded_losses_sum_to_the_full_batch_loss(measure, hardest):
+    """What DDP computes: each of 3 ranks ranks its 4 queries against all 12 gathered candidates.
+
+    The values add up whether or not the gathered copies carry gradient; the gradients add up to
+    the full batch's when they do (an autograd all_gather).
+    """
+    im, cap = embeddings(12, 5, 30).requires_grad_(), embeddings(12, 5, 31).requires_grad_()
+    ids = torch.tensor([0, 1, 2, 0, 4, 5, 6, 7, 4, 9, 10, 11])
+    loss_fn = RankingLoss(measure, margin=0.3)
+    full = loss_fn(im, cap, image_ids=ids, max_violation=hardest)
+
+    def shards(all_im, all_cap):
+        return sum(loss_fn(im[r:r + 4], cap[r:r + 4], all_im=all_im, all_cap=all_cap, all_ids=ids, offset=r,
+                           max_violation=hardest) for r in (0, 4, 8))
+
+    torch.testing.assert_close(shards(im.detach(), cap.detach()), full, rtol=1e-12, atol=1e-12)
+    with_grad = shards(im, cap)
+    torch.testing.assert_close(with_grad, full, rtol=1e-12, atol=1e-12)
+    for g, r in zip(torch.autograd.grad(with_grad, (im, cap)), torch.autograd.grad(full, (im, cap))):
+        torch.testing.assert_close(g, r, rtol=1e-10, atol=1e-12)
+
+
+def test_gathering_the_batch_itself_changes_nothing():
+    im, cap = embeddings(5, 4, 40), embeddings(5, 4, 41)
+    loss_fn = RankingLoss("order")
+    torch.testing.assert_close(loss_fn(im, cap, all_im=im, all_cap=cap), loss_fn(im, cap))
+
+
+def test_hardest_negative_collapse_value():
+    """Identical embeddings: every hardest negative violates by exactly the margin (2 B alpha)."""
+    x = embeddings(1, 8, 50).repeat(4, 1)
+    for measure in MEASURES:
+        loss_fn = RankingLoss(measure, max_violation=True)
+        assert loss_fn(x, x).item() == pytest.approx(2 * 4 * DEFAULT_MARGINS[measure])
+
+
+def test_default_margins_and_warmup():
+    assert RankingLoss("order").margin == 0.05 and RankingLoss("cosine").margin == 0.2
+    assert RankingLoss("order", margin=0.1).margin == 0.1
+    loss_fn = RankingLoss("cosine", max_violation=True, warmup=2)
+    assert [loss_fn.max_violation_at(s) for s in range(4)] == [False, False, True, True]
+    assert not RankingLoss("cosine", warmup=2).max_violation_at(5)
+    im, cap = embeddings(6, 5, 60), embeddings(6, 5, 61)
+    torch.testing.assert_close(loss_fn(im, cap), RankingLoss("cosine", max_violation=True)(im, cap))
+    torch.testing.assert_close(loss_fn(im, cap, max_violation=False), RankingLoss("cosine")(im, cap))
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"all_im": torch.zeros(6, 5)}, "both"),
+    ({"all_im": torch.zeros(6, 5), "all_cap": torch.zeros(6, 5), "image_ids": torch.arange(4)}, "all_ids"),
+    ({"all_im": torch.zeros(6, 5), "all_cap": torch.zeros(6, 5), "offset": 3}, "offset"),
+    ({"all_ids": torch.arange(4)}, "only make sense"),
+    ({"weights": torch.ones(3)}, "weights"),
+    ({"image_ids": torch.arange(5)}, "image_ids"),
+])
+def test_bad_arguments_raise(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        RankingLoss("order")(torch.zeros(4, 5), torch.zeros(4, 5), **kwargs)
+
+
+def test_constructor_rejects_unknown_measure_and_negative_warmup():
+    with pytest.raises(ValueError, match="measure"):
+        RankingLoss("dot")
+    with pytest.raises(ValueError, match="warmup"):
+        RankingLoss("order", warmup=-1)

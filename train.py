@@ -1,0 +1,279 @@
+"""Train the LIM matcher.
+
+    python train.py [--config FILE] [key=value ...]
+    torchrun --nproc_per_node N train.py [--config FILE] [key=value ...]
+
+Builds the data and vocabulary, trains with the bidirectional ranking loss, picks the best epoch on
+val rsum, then evaluates it on the test split and writes report.json / report.md in the run folder.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import sys
+import time
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
+
+from config import Config, ConfigError, load_config, to_dict
+from data import DataError, build_vocab, load_split
+from data.datasets import PairDataset, collate_pairs, image_transform
+from data.vocab import Vocabulary
+from engine import distributed
+from engine.checkpoint import CheckpointError, config_differences, load_checkpoint, rng_state, save_atomic, set_rng_state
+from engine.evaluation import evaluate_retrieval
+from engine.report import markdown_table, retrieval_section, write_report
+from engine.run import RunFolder, fresh_folder, load_trained
+from losses.ranking import RankingLoss
+from models import Matcher, ModelError
+
+# Keys that may change when a run is resumed; any other difference means another experiment.
+RESUMABLE_KEYS = ("train.resume", "train.epochs", "train.max_steps", "train.device", "train.log_every",
+                  "train.eval_batch_size", "data.num_workers")
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (e.g. a non-finite loss); the message says where and why."""
+
+
+def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", help="YAML preset (default: the built-in Shapes set)")
+    parser.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. train.epochs=5")
+    return parser.parse_args(argv)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def epoch_caption_indices(split, one_per_image: bool, epoch: int, seed: int) -> np.ndarray:
+    """Shuffled caption indices for one epoch: all captions, or one random caption per image."""
+    rng = np.random.default_rng([seed, epoch])
+    k = len(split.captions[0])
+    if one_per_image:
+        idx = np.arange(split.num_images) * k + rng.integers(0, k, split.num_images)
+    else:
+        idx = np.arange(split.num_captions)
+    return rng.permutation(idx)
+
+
+def make_loader(cfg: Config, split, vocab: Vocabulary, epoch: int, dist: distributed.Dist) -> DataLoader:
+    """This process's shard of the epoch, equal-sized across processes (gathers need equal batches)."""
+    idx = epoch_caption_indices(split, cfg.train.one_caption_per_image, epoch, cfg.train.seed)
+    per_rank = len(idx) // dist.world_size
+    idx = idx[dist.rank * per_rank : (dist.rank + 1) * per_rank]
+    dataset = PairDataset(split, vocab, image_transform(cfg.data, train=True), cfg.data.max_caption_len, idx)
+    return DataLoader(dataset, batch_size=cfg.data.batch_size, shuffle=False, drop_last=True,
+                      num_workers=cfg.data.num_workers, collate_fn=collate_pairs,
+                      persistent_workers=False, pin_memory=torch.cuda.is_available())
+
+
+def train_step(model, loss_fn: RankingLoss, batch, device, max_violation: bool) -> tuple[torch.Tensor, dict]:
+    """Ranking loss on one batch; negatives come from every process's batch under torchrun."""
+    images, captions, lengths, image_ids, _ = batch
+    img, cap = model(images.to(device, non_blocking=True), captions.to(device, non_blocking=True), lengths)
+    ids = image_ids.to(device)
+    gathered = distributed.torch_world_size() > 1
+    extra = {"all_ids": distributed.gather_with_grad(ids), "offset": distributed.torch_rank() * len(ids)} if gathered else {}
+    weights = model.module.branch_weights if hasattr(model, "module") else model.branch_weights
+    terms = {}
+    for branch, weight in weights.items():
+        if weight == 0:
+            continue
+        if gathered:
+            extra["all_im"] = distributed.gather_with_grad(img[branch])
+            extra["all_cap"] = distributed.gather_with_grad(cap[branch])
+        terms[f"rank_{branch}"] = weight * loss_fn(img[branch], cap[branch], image_ids=ids,
+                                                   max_violation=max_violation, **extra)
+    return sum(terms.values()), {k: v.item() for k, v in terms.items()}
+
+
+def save_checkpoint(path: str, model, optimizer, scheduler, cfg: Config, vocab: Vocabulary, state: dict,
+                    feature_dim: Optional[int]) -> None:
+    raw = model.module if hasattr(model, "module") else model
+    save_atomic({
+        "model": raw.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "config": to_dict(cfg),
+        "vocab": vocab.words,
+        "image_feature_dim": feature_dim,
+        "rng": rng_state(),
+        **state,
+    }, path)
+
+
+def resume_state(folder: RunFolder, cfg: Config, model, optimizer, scheduler) -> dict:
+    """Load ``last`` into the model and optimizers; refuse a checkpoint from another config."""
+    ckpt = load_checkpoint(folder.checkpoint("last"))
+    diffs = [d for d in config_differences(ckpt["config"], to_dict(cfg)) if d.split(":")[0] not in RESUMABLE_KEYS]
+    if diffs:
+        raise CheckpointError(
+            f"{folder.checkpoint('last')} was trained with another config; resuming would mix two "
+            "experiments:\n  " + "\n  ".join(diffs)
+        )
+    model.load_state_dict(ckpt["model"], strict=True)
+    optimizer.load_state_dict(ckpt["optimizer"])
+    scheduler.load_state_dict(ckpt["scheduler"])
+    set_rng_state(ckpt["rng"])
+    return {k: ckpt[k] for k in ("epoch", "step", "best_rsum", "best_epoch", "seconds")}
+
+
+def prepare_folder(cfg: Config, dist: distributed.Dist) -> RunFolder:
+    """The run folder: the same one when resuming, else a fresh one (never overwrite a run)."""
+    if cfg.train.resume:
+        folder = RunFolder(cfg.train.out_dir)
+        if not os.path.exists(folder.checkpoint("last")):
+            raise CheckpointError(f"train.resume=true but {folder.checkpoint('last')} does not exist")
+        return folder
+    root = distributed.broadcast_object(fresh_folder(cfg.train.out_dir) if dist.main else None)
+    if dist.main:
+        os.makedirs(root, exist_ok=True)
+    return RunFolder(root)
+
+
+def build_vocabulary(cfg: Config, folder: RunFolder, train_split, dist: distributed.Dist) -> Vocabulary:
+    """From the training captions only; a resumed run must find the same vocabulary."""
+    vocab = build_vocab(train_split.flat_captions(), cfg.data.vocab_threshold)
+    if os.path.exists(folder.vocab):
+        saved = Vocabulary.load(folder.vocab)
+        if saved != vocab:
+            raise CheckpointError(f"{folder.vocab} does not match the vocabulary of this data ({len(saved)} vs "
+                                  f"{len(vocab)} words): the data changed since the run started")
+    elif dist.main:
+        vocab.save(folder.vocab)
+    return vocab
+
+
+def run(cfg: Config) -> dict:
+    dist, device = distributed.setup(cfg.train.device)
+    try:
+        return _run(cfg, dist, device)
+    finally:
+        distributed.teardown()
+
+
+def _run(cfg: Config, dist: distributed.Dist, device: torch.device) -> dict:
+    seed_everything(cfg.train.seed + dist.rank)
+    folder = prepare_folder(cfg, dist)
+    train_split, val_split = load_split(cfg.data, "train"), load_split(cfg.data, "val")
+    vocab = build_vocabulary(cfg, folder, train_split, dist)
+    feature_dim = train_split.images.feature_dim if train_split.images.kind == "features" else None
+    if dist.main:
+        folder.write_config(cfg)
+        print(f"run folder: {folder.root}\ntrain: {train_split.num_images} images, {train_split.num_captions} "
+              f"captions; val: {val_split.num_images} images; vocabulary: {len(vocab)} words; device: {device}")
+
+    model = Matcher(cfg.model, len(vocab), feature_dim).to(device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(params, lr=cfg.train.lr)
+    step_size = cfg.train.lr_decay_epochs or 10**9
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=step_size, gamma=cfg.train.lr_decay)
+    state = {"epoch": -1, "step": 0, "best_rsum": -1.0, "best_epoch": -1, "seconds": 0.0}
+    if cfg.train.resume:
+        state = resume_state(folder, cfg, model, optimizer, scheduler)
+    ddp = DistributedDataParallel(model) if dist.enabled else model
+    loss_fn = RankingLoss(cfg.model.measure, cfg.loss.margin, cfg.loss.max_violation, cfg.loss.warmup_epochs)
+    writer = SummaryWriter(folder.tensorboard) if dist.main else None
+
+    for epoch in range(state["epoch"] + 1, cfg.train.epochs):
+        if cfg.train.max_steps and state["step"] >= cfg.train.max_steps:
+            break
+        start = time.time()
+        ddp.train()
+        max_violation = loss_fn.max_violation_at(epoch)
+        loader = make_loader(cfg, train_split, vocab, epoch, dist)
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.train.epochs}", disable=not dist.main, leave=False)
+        pairs, last_loss = 0, float("nan")
+        for batch in bar:
+            loss, terms = train_step(ddp, loss_fn, batch, device, max_violation)
+            if not torch.isfinite(loss):
+                raise TrainingError(f"non-finite loss at epoch {epoch + 1}, step {state['step']}: {terms}; "
+                                    f"the last good checkpoint is {folder.checkpoint('last')}")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.train.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(params, cfg.train.grad_clip)
+            optimizer.step()
+            state["step"] += 1
+            pairs += len(batch[0]) * dist.world_size
+            last_loss = loss.item()
+            bar.set_postfix(loss=f"{last_loss:.3f}")
+            if writer and state["step"] % cfg.train.log_every == 0:
+                writer.add_scalar("train/loss", last_loss, state["step"])
+                for name, value in terms.items():
+                    writer.add_scalar(f"train/{name}", value, state["step"])
+                writer.add_scalar("train/lr", optimizer.param_groups[0]["lr"], state["step"])
+            if cfg.train.max_steps and state["step"] >= cfg.train.max_steps:
+                break
+        scheduler.step()
+        seconds = time.time() - start
+        state["seconds"] += seconds
+        state["epoch"] = epoch
+        if dist.main:
+            val = evaluate_retrieval(model, val_split, vocab, cfg.data, device, "auto", cfg.train.eval_batch_size)
+            rsum = val["protocols"][val["primary"]]["rsum"]
+            writer.add_scalar("val/rsum", rsum, state["step"])
+            writer.add_scalar("train/pairs_per_second", pairs / max(seconds, 1e-9), state["step"])
+            if rsum > state["best_rsum"]:
+                state["best_rsum"], state["best_epoch"] = rsum, epoch
+                save_checkpoint(folder.checkpoint("best"), ddp, optimizer, scheduler, cfg, vocab, state, feature_dim)
+            save_checkpoint(folder.checkpoint("last"), ddp, optimizer, scheduler, cfg, vocab, state, feature_dim)
+            print(f"epoch {epoch + 1}: loss {last_loss:.3f}, val rsum {rsum:.1f} "
+                  f"(best {state['best_rsum']:.1f} at epoch {state['best_epoch'] + 1}), "
+                  f"{pairs / max(seconds, 1e-9):.0f} pairs/s")
+        distributed.barrier()
+
+    report = {}
+    if dist.main:
+        writer.close()
+        report = final_report(cfg, folder, device, state)
+    distributed.barrier()
+    return report
+
+
+def final_report(cfg: Config, folder: RunFolder, device: torch.device, state: dict) -> dict:
+    """Evaluate the best checkpoint on the test split; write report.json and report.md."""
+    _, vocab, model, ckpt = load_trained(folder.root, "best")
+    model.to(device)
+    test = load_split(cfg.data, "test")
+    result = evaluate_retrieval(model, test, vocab, cfg.data, device, "auto", cfg.train.eval_batch_size)
+    report = {
+        "dataset": cfg.data.name,
+        "split": "test",
+        "checkpoint": folder.checkpoint("best"),
+        "best_epoch": ckpt["best_epoch"] + 1,
+        "val_rsum": round(ckpt["best_rsum"], 2),
+        "train_seconds": round(state["seconds"], 1),
+        "steps": state["step"],
+        "retrieval": retrieval_section(result),
+    }
+    write_report(report, os.path.join(folder.root, "report.json"), os.path.join(folder.root, "report.md"))
+    print(markdown_table(report), end="")
+    print(f"report: {os.path.join(folder.root, 'report.json')}")
+    return report
+
+
+def main(argv: Optional[Sequence[str]] = None) -> dict:
+    """Parse arguments, train, and return the test report (what report.json holds)."""
+    args = parse_args(argv)
+    cfg = load_config(args.config, args.overrides)
+    return run(cfg)
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except (ConfigError, DataError, ModelError, CheckpointError, TrainingError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
