@@ -78,7 +78,7 @@ class LossConfig:
 
     margin: float = 0.05  # 0.05 for order, 0.2 for cosine
     max_violation: bool = True  # hardest negative per query (VSE++) once warm-up is over
-    warmup_epochs: int = 1  # epochs of the sum form first (hardest-negative cold starts collapse)
+    warmup_epochs: int = 4  # epochs of the sum form first (hardest-negative cold starts collapse)
 
 
 @dataclass
@@ -87,12 +87,12 @@ class TrainConfig:
 
     out_dir: str = "runs/shapes"
     seed: int = 0
-    epochs: int = 15
+    epochs: int = 14
     lr: float = 2e-4
     lr_decay_epochs: int = 10  # multiply lr by lr_decay every this many epochs (0: never)
     lr_decay: float = 0.1
     grad_clip: float = 2.0  # max global grad norm (0: off)
-    one_caption_per_image: bool = False  # epoch = one random caption per image, not all captions
+    one_caption_per_image: bool = True  # epoch = one random caption per image (false: all captions)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     resume: bool = False  # continue the run in out_dir from its `last` checkpoint
     eval_batch_size: int = 256

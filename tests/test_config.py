@@ -57,3 +57,8 @@ def test_dict_roundtrip_and_shipped_presets():
     assert len(presets) >= 5
     for path in presets:
         load_config(path)
+
+
+def test_shapes_preset_spells_out_the_defaults():
+    preset = os.path.join(os.path.dirname(__file__), "..", "configs", "shapes.yaml")
+    assert load_config(preset) == load_config()

@@ -61,10 +61,20 @@ def test_numba_handles_non_contiguous_and_empty_inputs():
 
 
 @needs_numba
-def test_numba_backend_refuses_gradients():
-    im = embeddings(3, 4, 6).requires_grad_()
-    with pytest.raises(ValueError, match="no gradient"):
-        similarity(im, embeddings(3, 4, 7), "order", backend="numba")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_numba_gradient_equals_autograd_of_broadcast(dtype):
+    im, cap = embeddings(13, 40, 6, dtype).requires_grad_(), embeddings(17, 40, 7, dtype).requires_grad_()
+    upstream = torch.randn(13, 17, generator=torch.Generator().manual_seed(5), dtype=dtype)
+    upstream[0, :] = 0  # zero upstream entries are skipped by the kernel
+    got = similarity(im, cap, "order", backend="numba")
+    g_im, g_cap = torch.autograd.grad((got * upstream).sum(), (im, cap))
+    r_im, r_cap = torch.autograd.grad((broadcast_order(im, cap) * upstream).sum(), (im, cap))
+    tol = 1e-5 if dtype == torch.float32 else 1e-12
+    torch.testing.assert_close(g_im, r_im, rtol=0, atol=tol)
+    torch.testing.assert_close(g_cap, r_cap, rtol=0, atol=tol)
+    cap.requires_grad_(False)  # gradient for one input only
+    (g_only,) = torch.autograd.grad((similarity(im, cap, "order", backend="numba") * upstream).sum(), (im,))
+    torch.testing.assert_close(g_only, r_im, rtol=0, atol=tol)
 
 
 def test_auto_keeps_autograd_when_needed():
