@@ -82,12 +82,30 @@ class LossConfig:
 
 
 @dataclass
+class LookConfig:
+    """The caption decoder ("look": image -> text) on the image's grounded embedding."""
+
+    lambda_i2t: float = 1.0  # weight of the decoder's loss in the joint objective; 0 switches it off
+    word_dim: int = 300
+    hidden: int = 256  # LSTM units (Shapes; the COCO/Flickr30k presets use 512)
+    dropout: float = 0.5
+    max_len: int = 20  # tokens generated at most (before <end>)
+    lr: float = 5e-4  # decoder learning rate in the cross-entropy phase
+    scst_epochs: int = 2  # the last this-many epochs use self-critical training (0: XE only)
+    scst_lr: float = 5e-5  # about a tenth of the XE rate (Rennie et al.)
+    scst_samples: int = 5  # sampled captions per image
+    scst_baseline: str = "mean"  # mean (of the other samples; "new self-critical") | greedy
+    temperature: float = 1.0  # sampling temperature in SCST
+    beam_size: int = 3  # decoding for evaluation and the caption demo
+
+
+@dataclass
 class TrainConfig:
     """Optimisation, run folder and reproducibility."""
 
     out_dir: str = "runs/shapes"
     seed: int = 0
-    epochs: int = 14
+    epochs: int = 13
     lr: float = 2e-4
     lr_decay_epochs: int = 10  # multiply lr by lr_decay every this many epochs (0: never)
     lr_decay: float = 0.1
@@ -105,6 +123,7 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
+    look: LookConfig = field(default_factory=LookConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
 

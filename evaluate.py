@@ -1,9 +1,10 @@
 """Evaluate a trained run: the retrieval protocol of DESIGN section 5.
 
-    python evaluate.py RUN_DIR [--split test] [--protocol auto|1k|5k|full] [--checkpoint best|last|PATH] [--out FILE]
+    python evaluate.py RUN_DIR [--split test] [--protocol auto|1k|5k|full] [--checkpoint best|last|PATH]
+                       [--out FILE] [--no-captions] [--beam N]
 
-Prints a Markdown table and writes JSON (default RUN_DIR/eval_{split}.json). ``recall_metrics``
-is importable from here.
+Prints a Markdown table and writes JSON (default RUN_DIR/eval_{split}.json): retrieval, and
+captioning metrics when the run has a caption decoder. ``recall_metrics`` is importable from here.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from typing import Optional, Sequence
 import torch
 
 from data import DataError, load_split
+from engine.captioning import evaluate_captions
 from engine.checkpoint import CheckpointError
 from engine.distributed import setup
 from engine.evaluation import PROTOCOLS, evaluate_retrieval
@@ -27,19 +29,29 @@ __all__ = ["evaluate", "main", "recall_metrics", "recall_metrics_folds"]
 
 
 def evaluate(run_dir: str, split: str = "test", protocol: str = "auto", checkpoint: str = "best",
-             device: str = "auto", out: Optional[str] = None, progress: bool = True) -> dict:
-    """Evaluate ``checkpoint`` of ``run_dir`` on ``split``; returns (and writes) the report."""
+             device: str = "auto", out: Optional[str] = None, progress: bool = True, captions: bool = True,
+             beam_size: Optional[int] = None) -> dict:
+    """Evaluate ``checkpoint`` of ``run_dir`` on ``split``; returns (and writes) the report.
+
+    Retrieval always; captioning too when the run has a decoder (and ``captions`` is true), with
+    the captions written in COCO results format to ``RUN_DIR/captions_{split}.json``.
+    """
     cfg, vocab, model, _ = load_trained(run_dir, checkpoint)
     _, dev = setup(device)
     model.to(dev)
     data = load_split(cfg.data, split)
-    result = evaluate_retrieval(model, data, vocab, cfg.data, dev, protocol, cfg.train.eval_batch_size, progress)
+    result = evaluate_retrieval(model.matcher, data, vocab, cfg.data, dev, protocol, cfg.train.eval_batch_size,
+                                progress)
     report = {
         "dataset": cfg.data.name,
         "split": split,
         "checkpoint": RunFolder(run_dir).checkpoint(checkpoint),
         "retrieval": retrieval_section(result),
     }
+    if model.decoder is not None and captions:
+        results = os.path.join(run_dir, f"captions_{split}.json")
+        report["captioning"] = evaluate_captions(model, data, vocab, cfg.data, dev, beam_size or cfg.look.beam_size,
+                                                 cfg.train.eval_batch_size, progress, results)
     out = out or os.path.join(run_dir, f"eval_{split}.json")
     write_report(report, out)
     return report
@@ -54,8 +66,11 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     parser.add_argument("--checkpoint", default="best", help="best, last, or a checkpoint path")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--out", help="JSON output (default RUN_DIR/eval_SPLIT.json)")
+    parser.add_argument("--no-captions", action="store_true", help="skip the captioning metrics")
+    parser.add_argument("--beam", type=int, help="beam size for captioning (default: the run's look.beam_size)")
     args = parser.parse_args(argv)
-    report = evaluate(args.run_dir, args.split, args.protocol, args.checkpoint, args.device, args.out)
+    report = evaluate(args.run_dir, args.split, args.protocol, args.checkpoint, args.device, args.out,
+                      captions=not args.no_captions, beam_size=args.beam)
     print(markdown_table(report), end="")
     return report
 

@@ -28,11 +28,16 @@ from data.datasets import PairDataset, collate_pairs, image_transform
 from data.vocab import Vocabulary
 from engine import distributed
 from engine.checkpoint import CheckpointError, config_differences, load_checkpoint, rng_state, save_atomic, set_rng_state
+from engine.captioning import evaluate_captions, generate_captions
 from engine.evaluation import evaluate_retrieval
+from engine.look import CaptionReward, reference_strings
 from engine.report import markdown_table, retrieval_section, write_report
 from engine.run import RunFolder, fresh_folder, load_trained
+from engine.steps import joint_step, look_phase
+from losses import CiderD
 from losses.ranking import RankingLoss
-from models import Matcher, ModelError
+from models import ModelError
+from models.lim import LIM
 
 # Keys that may change when a run is resumed; any other difference means another experiment.
 RESUMABLE_KEYS = ("train.resume", "train.epochs", "train.max_steps", "train.device", "train.log_every",
@@ -78,32 +83,12 @@ def make_loader(cfg: Config, split, vocab: Vocabulary, epoch: int, dist: distrib
                       persistent_workers=False, pin_memory=torch.cuda.is_available())
 
 
-def train_step(model, loss_fn: RankingLoss, batch, device, max_violation: bool) -> tuple[torch.Tensor, dict]:
-    """Ranking loss on one batch; negatives come from every process's batch under torchrun."""
-    images, captions, lengths, image_ids, _ = batch
-    img, cap = model(images.to(device, non_blocking=True), captions.to(device, non_blocking=True), lengths)
-    ids = image_ids.to(device)
-    gathered = distributed.torch_world_size() > 1
-    extra = {"all_ids": distributed.gather_with_grad(ids), "offset": distributed.torch_rank() * len(ids)} if gathered else {}
-    weights = model.module.branch_weights if hasattr(model, "module") else model.branch_weights
-    terms = {}
-    for branch, weight in weights.items():
-        if weight == 0:
-            continue
-        if gathered:
-            extra["all_im"] = distributed.gather_with_grad(img[branch])
-            extra["all_cap"] = distributed.gather_with_grad(cap[branch])
-        terms[f"rank_{branch}"] = weight * loss_fn(img[branch], cap[branch], image_ids=ids,
-                                                   max_violation=max_violation, **extra)
-    return sum(terms.values()), {k: v.item() for k, v in terms.items()}
-
-
-def save_checkpoint(path: str, model, optimizer, scheduler, cfg: Config, vocab: Vocabulary, state: dict,
+def save_checkpoint(path: str, model, optimizers: dict, scheduler, cfg: Config, vocab: Vocabulary, state: dict,
                     feature_dim: Optional[int]) -> None:
     raw = model.module if hasattr(model, "module") else model
     save_atomic({
         "model": raw.state_dict(),
-        "optimizer": optimizer.state_dict(),
+        "optimizers": {name: opt.state_dict() for name, opt in optimizers.items()},
         "scheduler": scheduler.state_dict(),
         "config": to_dict(cfg),
         "vocab": vocab.words,
@@ -113,7 +98,7 @@ def save_checkpoint(path: str, model, optimizer, scheduler, cfg: Config, vocab: 
     }, path)
 
 
-def resume_state(folder: RunFolder, cfg: Config, model, optimizer, scheduler) -> dict:
+def resume_state(folder: RunFolder, cfg: Config, model, optimizers: dict, scheduler) -> dict:
     """Load ``last`` into the model and optimizers; refuse a checkpoint from another config."""
     ckpt = load_checkpoint(folder.checkpoint("last"))
     diffs = [d for d in config_differences(ckpt["config"], to_dict(cfg)) if d.split(":")[0] not in RESUMABLE_KEYS]
@@ -123,7 +108,8 @@ def resume_state(folder: RunFolder, cfg: Config, model, optimizer, scheduler) ->
             "experiments:\n  " + "\n  ".join(diffs)
         )
     model.load_state_dict(ckpt["model"], strict=True)
-    optimizer.load_state_dict(ckpt["optimizer"])
+    for name, opt in optimizers.items():
+        opt.load_state_dict(ckpt["optimizers"][name])
     scheduler.load_state_dict(ckpt["scheduler"])
     set_rng_state(ckpt["rng"])
     return {k: ckpt[k] for k in ("epoch", "step", "best_rsum", "best_epoch", "seconds")}
@@ -163,6 +149,75 @@ def run(cfg: Config) -> dict:
         distributed.teardown()
 
 
+def build_optimizers(cfg: Config, model: LIM) -> tuple[dict, torch.optim.lr_scheduler.StepLR]:
+    """One Adam per path (DESIGN section 2): ``match`` (encoders) and ``look`` (the decoder)."""
+    def trainable(module: torch.nn.Module) -> list:
+        return [p for p in module.parameters() if p.requires_grad]
+
+    optimizers = {"match": torch.optim.Adam(trainable(model.matcher), lr=cfg.train.lr)}
+    if model.decoder is not None:
+        optimizers["look"] = torch.optim.Adam(trainable(model.decoder), lr=cfg.look.lr)
+    step_size = cfg.train.lr_decay_epochs or 10**9
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizers["match"], step_size=step_size, gamma=cfg.train.lr_decay)
+    return optimizers, scheduler
+
+
+def train_epoch(cfg: Config, ddp, optimizers: dict, loss_fn: RankingLoss, loader: DataLoader, device,
+                epoch: int, state: dict, writer, folder: RunFolder, reward: Optional[CaptionReward]) -> dict:
+    """One pass over the loader; returns ``{"loss", "pairs", "phase"}`` for the epoch summary."""
+    phase = look_phase(cfg, epoch)
+    if "look" in optimizers:
+        for group in optimizers["look"].param_groups:
+            group["lr"] = cfg.look.scst_lr if phase == "scst" else cfg.look.lr
+    params = [p for opt in optimizers.values() for g in opt.param_groups for p in g["params"]]
+    max_violation = loss_fn.max_violation_at(epoch)
+    bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.train.epochs} ({phase})", disable=writer is None, leave=False)
+    pairs, last = 0, float("nan")
+    for batch in bar:
+        loss, terms = joint_step(ddp, batch, device, cfg, loss_fn, max_violation, phase, reward)
+        if not torch.isfinite(loss):
+            raise TrainingError(f"non-finite loss at epoch {epoch + 1}, step {state['step']}: {terms}; "
+                                f"the last good checkpoint is {folder.checkpoint('last')}")
+        for opt in optimizers.values():
+            opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.train.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(params, cfg.train.grad_clip)
+        for opt in optimizers.values():
+            opt.step()
+        state["step"] += 1
+        pairs += len(batch[0]) * distributed.torch_world_size()
+        last = loss.item()
+        bar.set_postfix(loss=f"{last:.3f}")
+        if writer and state["step"] % cfg.train.log_every == 0:
+            writer.add_scalar("train/loss", last, state["step"])
+            for name, value in terms.items():
+                writer.add_scalar(f"train/{name}", value, state["step"])
+            writer.add_scalar("train/lr", optimizers["match"].param_groups[0]["lr"], state["step"])
+        if cfg.train.max_steps and state["step"] >= cfg.train.max_steps:
+            break
+    return {"loss": last, "pairs": pairs, "phase": phase}
+
+
+def validate(cfg: Config, model: LIM, val_split, vocab: Vocabulary, device, writer, step: int) -> tuple[float, str]:
+    """Val rsum (model selection) and, with a decoder, val CIDEr-D and sample captions to TensorBoard."""
+    val = evaluate_retrieval(model.matcher, val_split, vocab, cfg.data, device, "auto", cfg.train.eval_batch_size)
+    rsum = val["protocols"][val["primary"]]["rsum"]
+    writer.add_scalar("val/rsum", rsum, step)
+    summary = f"val rsum {rsum:.1f}"
+    if model.decoder is not None:
+        captions = generate_captions(model, val_split, vocab, cfg.data, device, cfg.look.beam_size,
+                                     cfg.train.eval_batch_size)
+        gts = {i: reference_strings(c, cfg.look.max_len) for i, c in enumerate(val_split.captions)}
+        res = {i: [" ".join(c.split() + ["<end>"])] for i, c in enumerate(captions)}
+        cider = CiderD().compute_score(gts, res)[0]
+        writer.add_scalar("val/cider_d", cider, step)
+        writer.add_text("val/captions", "\n\n".join(
+            f"{i}: **{captions[i]}** (ref: {val_split.captions[i][0]})" for i in range(min(8, len(captions)))), step)
+        summary += f", val CIDEr-D {cider:.3f}"
+    return rsum, summary
+
+
 def _run(cfg: Config, dist: distributed.Dist, device: torch.device) -> dict:
     seed_everything(cfg.train.seed + dist.rank)
     folder = prepare_folder(cfg, dist)
@@ -174,16 +229,15 @@ def _run(cfg: Config, dist: distributed.Dist, device: torch.device) -> dict:
         print(f"run folder: {folder.root}\ntrain: {train_split.num_images} images, {train_split.num_captions} "
               f"captions; val: {val_split.num_images} images; vocabulary: {len(vocab)} words; device: {device}")
 
-    model = Matcher(cfg.model, len(vocab), feature_dim).to(device)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.Adam(params, lr=cfg.train.lr)
-    step_size = cfg.train.lr_decay_epochs or 10**9
-    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=step_size, gamma=cfg.train.lr_decay)
+    model = LIM(cfg.model, cfg.look, len(vocab), feature_dim).to(device)
+    optimizers, scheduler = build_optimizers(cfg, model)
     state = {"epoch": -1, "step": 0, "best_rsum": -1.0, "best_epoch": -1, "seconds": 0.0}
     if cfg.train.resume:
-        state = resume_state(folder, cfg, model, optimizer, scheduler)
+        state = resume_state(folder, cfg, model, optimizers, scheduler)
     ddp = DistributedDataParallel(model) if dist.enabled else model
     loss_fn = RankingLoss(cfg.model.measure, cfg.loss.margin, cfg.loss.max_violation, cfg.loss.warmup_epochs)
+    scst = cfg.look.lambda_i2t > 0 and cfg.look.scst_epochs > 0
+    reward = CaptionReward(train_split, vocab, cfg.look.max_len) if scst else None
     writer = SummaryWriter(folder.tensorboard) if dist.main else None
 
     for epoch in range(state["epoch"] + 1, cfg.train.epochs):
@@ -191,47 +245,26 @@ def _run(cfg: Config, dist: distributed.Dist, device: torch.device) -> dict:
             break
         start = time.time()
         ddp.train()
-        max_violation = loss_fn.max_violation_at(epoch)
         loader = make_loader(cfg, train_split, vocab, epoch, dist)
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.train.epochs}", disable=not dist.main, leave=False)
-        pairs, last_loss = 0, float("nan")
-        for batch in bar:
-            loss, terms = train_step(ddp, loss_fn, batch, device, max_violation)
-            if not torch.isfinite(loss):
-                raise TrainingError(f"non-finite loss at epoch {epoch + 1}, step {state['step']}: {terms}; "
-                                    f"the last good checkpoint is {folder.checkpoint('last')}")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.train.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(params, cfg.train.grad_clip)
-            optimizer.step()
-            state["step"] += 1
-            pairs += len(batch[0]) * dist.world_size
-            last_loss = loss.item()
-            bar.set_postfix(loss=f"{last_loss:.3f}")
-            if writer and state["step"] % cfg.train.log_every == 0:
-                writer.add_scalar("train/loss", last_loss, state["step"])
-                for name, value in terms.items():
-                    writer.add_scalar(f"train/{name}", value, state["step"])
-                writer.add_scalar("train/lr", optimizer.param_groups[0]["lr"], state["step"])
-            if cfg.train.max_steps and state["step"] >= cfg.train.max_steps:
-                break
+        summary = train_epoch(cfg, ddp, optimizers, loss_fn, loader, device, epoch, state, writer, folder, reward)
         scheduler.step()
         seconds = time.time() - start
         state["seconds"] += seconds
         state["epoch"] = epoch
         if dist.main:
-            val = evaluate_retrieval(model, val_split, vocab, cfg.data, device, "auto", cfg.train.eval_batch_size)
-            rsum = val["protocols"][val["primary"]]["rsum"]
-            writer.add_scalar("val/rsum", rsum, state["step"])
-            writer.add_scalar("train/pairs_per_second", pairs / max(seconds, 1e-9), state["step"])
+            rsum, text = validate(cfg, model, val_split, vocab, device, writer, state["step"])
+            writer.add_scalar("train/pairs_per_second", summary["pairs"] / max(seconds, 1e-9), state["step"])
+            targets = ["last"]
             if rsum > state["best_rsum"]:
                 state["best_rsum"], state["best_epoch"] = rsum, epoch
-                save_checkpoint(folder.checkpoint("best"), ddp, optimizer, scheduler, cfg, vocab, state, feature_dim)
-            save_checkpoint(folder.checkpoint("last"), ddp, optimizer, scheduler, cfg, vocab, state, feature_dim)
-            print(f"epoch {epoch + 1}: loss {last_loss:.3f}, val rsum {rsum:.1f} "
-                  f"(best {state['best_rsum']:.1f} at epoch {state['best_epoch'] + 1}), "
-                  f"{pairs / max(seconds, 1e-9):.0f} pairs/s")
+                targets.append("best")
+            if summary["phase"] == "xe" and look_phase(cfg, epoch + 1) == "scst":
+                targets.append(os.path.join(folder.root, "xe.pt"))  # the decoder as cross-entropy left it
+            for which in targets:
+                save_checkpoint(folder.checkpoint(which), ddp, optimizers, scheduler, cfg, vocab, state, feature_dim)
+            print(f"epoch {epoch + 1} ({summary['phase']}): loss {summary['loss']:.3f}, {text} "
+                  f"(best rsum {state['best_rsum']:.1f} at epoch {state['best_epoch'] + 1}), "
+                  f"{summary['pairs'] / max(seconds, 1e-9):.0f} pairs/s")
         distributed.barrier()
 
     report = {}
@@ -242,12 +275,32 @@ def _run(cfg: Config, dist: distributed.Dist, device: torch.device) -> dict:
     return report
 
 
+def captioning_by_phase(cfg: Config, folder: RunFolder, test, vocab: Vocabulary, device) -> dict:
+    """Test CIDEr / BLEU-4 of the decoder after cross-entropy (``xe.pt``) and after SCST (``last``)."""
+    phases = {"xe": os.path.join(folder.root, "xe.pt")}
+    if cfg.look.scst_epochs:
+        phases["scst"] = folder.checkpoint("last")
+    out = {}
+    for phase, path in phases.items():
+        if not os.path.exists(path):
+            continue
+        model = load_trained(folder.root, path)[2].to(device)
+        metrics = evaluate_captions(model, test, vocab, cfg.data, device, cfg.look.beam_size,
+                                    cfg.train.eval_batch_size, meteor=False)
+        out[phase] = {k: metrics[k] for k in ("CIDEr", "BLEU-4")}
+    return out
+
+
 def final_report(cfg: Config, folder: RunFolder, device: torch.device, state: dict) -> dict:
-    """Evaluate the best checkpoint on the test split; write report.json and report.md."""
+    """Evaluate the best checkpoint on the test split; write report.json and report.md.
+
+    With a decoder, captioning is reported for ``best`` and, to show what SCST adds, for the
+    decoder at the end of the cross-entropy phase (``xe.pt``) and at the end of training (``last``).
+    """
     _, vocab, model, ckpt = load_trained(folder.root, "best")
     model.to(device)
     test = load_split(cfg.data, "test")
-    result = evaluate_retrieval(model, test, vocab, cfg.data, device, "auto", cfg.train.eval_batch_size)
+    result = evaluate_retrieval(model.matcher, test, vocab, cfg.data, device, "auto", cfg.train.eval_batch_size)
     report = {
         "dataset": cfg.data.name,
         "split": "test",
@@ -258,6 +311,11 @@ def final_report(cfg: Config, folder: RunFolder, device: torch.device, state: di
         "steps": state["step"],
         "retrieval": retrieval_section(result),
     }
+    if model.decoder is not None:
+        report["captioning"] = evaluate_captions(model, test, vocab, cfg.data, device, cfg.look.beam_size,
+                                                 cfg.train.eval_batch_size,
+                                                 results_path=os.path.join(folder.root, "captions_test.json"))
+        report["captioning_by_phase"] = captioning_by_phase(cfg, folder, test, vocab, device)
     write_report(report, os.path.join(folder.root, "report.json"), os.path.join(folder.root, "report.md"))
     print(markdown_table(report), end="")
     print(f"report: {os.path.join(folder.root, 'report.json')}")

@@ -34,6 +34,15 @@ def markdown_table(report: dict) -> str:
     for name, m in report["retrieval"]["protocols"].items():
         cells = [f"{m[d][k]:.1f}" if k.startswith("r") else f"{m[d][k]:g}" for d in ("i2t", "t2i") for k in RECALL_KEYS]
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {m['rsum']:.1f} |")
+    cap = report.get("captioning")
+    if cap:
+        names = [k for k in ("BLEU-1", "BLEU-4", "METEOR", "ROUGE_L", "CIDEr") if k in cap]
+        lines += ["", f"captioning (beam {cap.get('beam_size', '?')}, pycocoevalcap scale):", "",
+                  "| " + " | ".join(names) + " |", "|" + "---|" * len(names),
+                  "| " + " | ".join("n/a" if cap[k] is None else f"{cap[k]:.3f}" for k in names) + " |"]
+        for phase, m in report.get("captioning_by_phase", {}).items():
+            lines.append(f"\nafter {phase.upper()}: CIDEr {m['CIDEr']:.3f}, BLEU-4 {m['BLEU-4']:.3f}")
+        lines += [f"\nnote: {n}" for n in cap.get("notes", [])]
     ties = report["retrieval"]["embedding"].get("ties")
     if ties:
         lines.append("")

@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 from config import Config, from_dict, to_yaml
 from data.records import DataError
 from data.vocab import Vocabulary
-from models import Matcher
+from models.lim import LIM
 
 from .checkpoint import CheckpointError, load_checkpoint
 
@@ -56,8 +56,8 @@ def fresh_folder(out_dir: str) -> str:
     return candidate
 
 
-def load_trained(run_dir: str, which: str = "best") -> tuple[Config, Vocabulary, Matcher, dict]:
-    """Config, vocabulary and matcher (strictly loaded, on CPU) from a run folder's checkpoint."""
+def load_trained(run_dir: str, which: str = "best") -> tuple[Config, Vocabulary, LIM, dict]:
+    """Config, vocabulary and model (strictly loaded, on CPU) from a run folder's checkpoint."""
     if not os.path.isdir(run_dir):
         raise CheckpointError(f"run folder not found: {run_dir}")
     folder = RunFolder(run_dir)
@@ -77,9 +77,9 @@ def load_trained(run_dir: str, which: str = "best") -> tuple[Config, Vocabulary,
             )
     # The checkpoint holds every weight: do not reread a CNN weights file that may not exist here.
     model_cfg = replace(cfg.model, cnn_weights=None)
-    matcher = Matcher(model_cfg, len(vocab), ckpt.get("image_feature_dim"))
+    model = LIM(model_cfg, cfg.look, len(vocab), ckpt.get("image_feature_dim"))
     try:
-        matcher.load_state_dict(ckpt["model"], strict=True)
+        model.load_state_dict(ckpt["model"], strict=True)
     except RuntimeError as err:
         raise CheckpointError(f"{path}: weights do not fit the model its config describes ({str(err)[:300]})") from None
-    return cfg, vocab, matcher, ckpt
+    return cfg, vocab, model.eval(), ckpt

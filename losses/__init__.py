@@ -1,0 +1,4 @@
+"""Losses and reward metrics."""
+from .cider import CiderD
+
+__all__ = ["CiderD"]

@@ -23,6 +23,7 @@ def tiny(tmp_path, out="run", **extra) -> list[str]:
         "data.batch_size": 16, "data.cache_dir": str(tmp_path / "cache"), "model.embed_dim": 16,
         "model.word_dim": 8, "model.text_hidden": 8, "model.small_cnn_width": 4, "train.epochs": 2,
         "train.one_caption_per_image": True, "train.out_dir": str(tmp_path / out), "train.log_every": 1,
+        "look.hidden": 16, "look.word_dim": 8, "look.max_len": 8, "look.scst_epochs": 1, "look.scst_samples": 2,
     }
     args.update(extra)
     return [f"{k}={v}" for k, v in args.items()]
@@ -52,7 +53,8 @@ def test_evaluate_matches_naive_metrics(tmp_path):
     out = tmp_path / "val.json"
     report = evaluate.main([str(tmp_path / "run"), "--split", "val", "--checkpoint", "last", "--out", str(out)])
     assert json.loads(out.read_text()) == json.loads(json.dumps(report))
-    cfg, vocab, model, _ = load_trained(str(tmp_path / "run"), "last")
+    cfg, vocab, lim, _ = load_trained(str(tmp_path / "run"), "last")
+    model = lim.matcher
     from data import load_split
     from engine.evaluation import encode_split
 
@@ -64,8 +66,8 @@ def test_evaluate_matches_naive_metrics(tmp_path):
 
 def test_resume_continues_the_same_run(tmp_path):
     train.main(tiny(tmp_path, out="straight"))
-    train.main(tiny(tmp_path, out="split", **{"train.epochs": 1}))
-    train.main(tiny(tmp_path, out="split", **{"train.resume": "true"}))
+    train.main(tiny(tmp_path, out="split", **{"train.max_steps": 48 // 16}))  # stops after epoch 1 (XE)
+    train.main(tiny(tmp_path, out="split", **{"train.resume": "true"}))  # epoch 2 (SCST)
     a = load_checkpoint(str(tmp_path / "straight" / "last.pt"))
     b = load_checkpoint(str(tmp_path / "split" / "last.pt"))
     assert a["step"] == b["step"] and a["epoch"] == b["epoch"] == 1

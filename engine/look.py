@@ -1,0 +1,76 @@
+"""Look-path helpers: caption strings for CIDEr-D, the SCST reward, and the look loss terms."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from config import LookConfig
+from data.records import Split
+from data.vocab import END, Vocabulary, tokenize
+from losses import CiderD
+from losses.caption_xe import caption_xe
+from losses.scst import mean_of_others_baseline, self_critical
+
+
+def reference_strings(captions: Sequence[str], max_len: int) -> list[str]:
+    """References as the reward sees them: our tokenisation, at most ``max_len`` words, ``<end>``."""
+    return [" ".join(tokenize(c)[:max_len] + [END]) for c in captions]
+
+
+def candidate_strings(tokens: torch.Tensor, vocab: Vocabulary) -> list[str]:
+    """Generated ids ``(N, L)`` -> strings with ``<end>`` when the caption ended (DESIGN section 3)."""
+    out = []
+    for row in tokens.tolist():
+        words, ended = [], False
+        for i in row:
+            if i == vocab.end_id:
+                ended = True
+                break
+            if i != vocab.pad_id:
+                words.append(vocab.words[i])
+        out.append(" ".join(words + ([END] if ended else [])))
+    return out
+
+
+class CaptionReward:
+    """CIDEr-D of sampled captions against their image's training references.
+
+    Document frequencies come once from the whole training split (never from a batch), and each
+    image's reference n-gram vectors are cached (``CiderD`` corpus mode).
+    """
+
+    def __init__(self, split: Split, vocab: Vocabulary, max_len: int):
+        self.vocab = vocab
+        corpus = {i: reference_strings(caps, max_len) for i, caps in enumerate(split.captions)}
+        self.cider = CiderD(corpus=corpus)
+
+    def __call__(self, image_ids: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """``(B,)`` image ids, ``(B * n, L)`` tokens grouped per image -> ``(B, n)`` rewards."""
+        n = tokens.shape[0] // image_ids.shape[0]
+        keys = np.repeat(image_ids.cpu().numpy(), n).tolist()
+        scores = self.cider.score(keys, candidate_strings(tokens.cpu(), self.vocab))
+        return torch.as_tensor(np.asarray(scores), dtype=torch.float32).view(-1, n)
+
+
+def look_terms(decoder, out: dict, batch, phase: str, cfg: LookConfig, reward: CaptionReward) -> dict:
+    """The decoder's loss terms for one batch: ``look_xe``, or ``look_scst`` plus logged values."""
+    images, captions, lengths, image_ids, _ = batch
+    if phase == "xe":
+        return {"look_xe": caption_xe(out["logits"], captions.to(out["logits"].device), lengths)}
+    rewards = reward(image_ids, out["tokens"])  # (B, n)
+    if cfg.scst_baseline == "greedy":
+        was_training = decoder.training
+        decoder.eval()  # the greedy baseline is decoded with dropout off and no gradient
+        with torch.no_grad():
+            greedy = decoder.greedy(out["img"]["grounded"].detach())
+        decoder.train(was_training)
+        baseline = reward(image_ids, greedy)  # (B, 1)
+    elif cfg.scst_baseline == "mean":
+        baseline = mean_of_others_baseline(rewards)
+    else:
+        raise ValueError(f"look.scst_baseline={cfg.scst_baseline!r} is not mean or greedy")
+    device = out["logprobs"].device
+    terms = self_critical(out["logprobs"], out["mask"], rewards.to(device), baseline.to(device))
+    return {"look_scst": terms.loss, "_reward": terms.reward, "_baseline": terms.baseline}

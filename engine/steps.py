@@ -1,0 +1,59 @@
+"""One joint training step: the ranking loss of the matcher plus the switched-on generative paths."""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+from config import Config
+from losses.ranking import RankingLoss
+
+from . import distributed
+from .look import CaptionReward, look_terms
+
+
+def look_phase(cfg: Config, epoch: int) -> str:
+    """``off``, ``xe`` or ``scst`` for this epoch: SCST takes the last ``look.scst_epochs`` epochs."""
+    if cfg.look.lambda_i2t <= 0:
+        return "off"
+    return "scst" if epoch >= cfg.train.epochs - cfg.look.scst_epochs else "xe"
+
+
+def ranking_terms(img: dict, cap: dict, image_ids: torch.Tensor, branch_weights: dict, loss_fn: RankingLoss,
+                  max_violation: bool) -> dict:
+    """``rank_<branch>`` per branch; under torchrun the negatives come from every process."""
+    gathered = distributed.torch_world_size() > 1
+    extra = {}
+    if gathered:
+        extra = {"all_ids": distributed.gather_with_grad(image_ids), "offset": distributed.torch_rank() * len(image_ids)}
+    terms = {}
+    for branch, weight in branch_weights.items():
+        if weight == 0:
+            continue
+        if gathered:
+            extra["all_im"] = distributed.gather_with_grad(img[branch])
+            extra["all_cap"] = distributed.gather_with_grad(cap[branch])
+        terms[f"rank_{branch}"] = weight * loss_fn(img[branch], cap[branch], image_ids=image_ids,
+                                                   max_violation=max_violation, **extra)
+    return terms
+
+
+def joint_step(model, batch, device: torch.device, cfg: Config, loss_fn: RankingLoss, max_violation: bool,
+               phase: str, reward: Optional[CaptionReward]) -> tuple[torch.Tensor, dict]:
+    """Weighted sum of every path's terms for one batch, and the terms as floats for logging.
+
+    The paths share one forward pass of the encoders; their weighted losses are summed into one
+    backward, so the image encoder learns from the ranking loss and the decoder together.
+    Terms whose name starts with ``_`` are logged, not optimised.
+    """
+    raw = model.module if hasattr(model, "module") else model
+    images, captions, lengths, image_ids, _ = batch
+    out = model(images.to(device, non_blocking=True), captions.to(device, non_blocking=True), lengths,
+                look=phase, samples=cfg.look.scst_samples, temperature=cfg.look.temperature)
+    terms = ranking_terms(out["img"], out["cap"], image_ids.to(device), raw.matcher.branch_weights, loss_fn,
+                          max_violation)
+    if phase != "off":
+        for name, value in look_terms(raw.decoder, out, batch, phase, cfg.look, reward).items():
+            terms[name] = value if name.startswith("_") else cfg.look.lambda_i2t * value
+    loss = sum(v for k, v in terms.items() if not k.startswith("_"))
+    return loss, {k.lstrip("_"): float(v.detach()) for k, v in terms.items()}

@@ -1,0 +1,49 @@
+"""The whole LIM model: the matcher plus whichever generative paths are switched on."""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn as nn
+
+from config import LookConfig, ModelConfig
+
+from .caption_decoder import CaptionDecoder
+from .matcher import Matcher
+
+LOOK_MODES = ("off", "xe", "scst")
+
+
+class LIM(nn.Module):
+    """``matcher`` always; ``decoder`` (look: image -> caption) when ``look.lambda_i2t > 0``.
+
+    A path that is switched off is ``None``: it has no parameters and costs nothing.
+    """
+
+    def __init__(self, model: ModelConfig, look: LookConfig, vocab_size: int, image_feature_dim: Optional[int] = None):
+        super().__init__()
+        self.matcher = Matcher(model, vocab_size, image_feature_dim)
+        self.decoder: Optional[CaptionDecoder] = None
+        if look.lambda_i2t > 0:
+            self.decoder = CaptionDecoder(vocab_size, model.embed_dim, look.word_dim, look.hidden, look.dropout,
+                                          look.max_len)
+
+    def forward(self, images: torch.Tensor, captions: torch.Tensor, lengths: torch.Tensor, look: str = "off",
+                samples: int = 1, temperature: float = 1.0) -> dict:
+        """One training forward pass (what DDP wraps), so every used parameter is seen by DDP.
+
+        Returns ``img``/``cap`` embeddings per branch and, by ``look``: ``"xe"`` teacher-forced
+        ``logits (B, T-1, V)``; ``"scst"`` ``samples`` sampled captions per image as ``tokens``,
+        ``logprobs`` and ``mask`` ``(B * samples, L)``.
+        """
+        if look not in LOOK_MODES:
+            raise ValueError(f"look={look!r} is not one of {LOOK_MODES}")
+        img, cap = self.matcher(images, captions, lengths)
+        out = {"img": img, "cap": cap}
+        if look != "off" and self.decoder is None:
+            raise ValueError("the caption decoder is switched off (look.lambda_i2t=0)")
+        if look == "xe":
+            out["logits"] = self.decoder(img["grounded"], captions, lengths)
+        elif look == "scst":
+            out["tokens"], out["logprobs"], out["mask"] = self.decoder.sample(img["grounded"], samples, temperature)
+        return out
