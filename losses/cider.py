@@ -1,37 +1,26 @@
 """CIDEr-D for evaluation and SCST rewards, vectorised with numpy.
 
-The numbers are pycocoevalcap's ``Cider`` exactly. For each order n = 1..4 a sentence becomes a
+The numbers are pycocoevalcap's ``Cider`` exactly. For each order n = 1..4, a sentence becomes a
 tf-idf vector of its n-gram counts, idf = ref_len - log(max(1, df)), where df counts the images whose
 references contain the n-gram and ref_len = log(#images). A hypothesis h scores against a reference
 r by sum_g w_g^2 min(h_g, r_g) r_g / (|h| |r|) (counts clipped by the reference), times a Gaussian
 length penalty exp(-d^2 / 2 sigma^2) where the "length" is pycocoevalcap's bigram count
 max(words - 1, 0); the image score averages over n and over references, x10.
 
-Speed: words, then n-grams, are interned to integer ids (an n-gram is looked up from the id of its
-(n-1)-gram prefix and its last word), so a whole batch is a few numpy sorts and searchsorted calls.
-References become one table sorted by (image, order, n-gram) whose entries already carry w^2 r / |r|,
-so a candidate costs only its own n-grams and one lookup each.
+Speed: words, then n-grams, are interned to integer ids (an n-gram is found from its (n-1)-gram
+prefix id and its last word), so a batch takes a few numpy sorts and searchsorted calls. References
+become one table sorted by (image, order, n-gram) whose entries already carry w^2 r / |r|: a
+candidate costs its own n-grams and one lookup each.
 """
 from __future__ import annotations
 
-from itertools import chain
+from itertools import chain, count
 from typing import Hashable, Mapping, NamedTuple, Optional, Sequence
 
 import numpy as np
 
 
 _END = np.iinfo(np.int64).max  # sentinel after sorted keys: searchsorted positions stay valid indices
-
-
-def _find(table: np.ndarray, key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(indices into key, their positions) of the keys present in `table` (sorted, ending in _END).
-
-    Queries go in ascending order: searchsorted is then several times faster (cache locality).
-    """
-    o = np.argsort(key)
-    pos = np.searchsorted(table, key[o])
-    found = table[pos] == key[o]
-    return o[found], pos[found]
 
 
 class _Encoded(NamedTuple):
@@ -59,10 +48,9 @@ class _Table(NamedTuple):
     """References of a set of images: rows (image, n-gram) and their entries, one per reference."""
 
     keys: np.ndarray    # (R + 1,) sorted (image * n + order) * bound + gram, then _END
-    start: np.ndarray   # (R,) first entry of the row
-    size: np.ndarray    # (R,) number of entries (references holding the n-gram)
-    slot: np.ndarray    # (E,) which reference of its image
-    count: np.ndarray   # (E,) the reference's term frequency r
+    start: np.ndarray   # (R + 1,) first entry of each row, then E
+    slot: np.ndarray    # (E,) int16, which reference of its image
+    count: np.ndarray   # (E,) int32, the reference's term frequency r
     weight: np.ndarray  # (E,) w^2 r / |r| for that reference and order
     length: np.ndarray  # (I, K) bigram counts of the references, K = most references of an image
     n_refs: np.ndarray  # (I,)
@@ -99,13 +87,8 @@ class _Index:
         toks = list(map(str.split, strings))
         n_words = np.fromiter(map(len, toks), np.int64, len(toks))
         flat = list(chain.from_iterable(toks))
-        ids: dict[str, Optional[int]] = dict.fromkeys(flat)
-        new: list[str] = []
-        for w in ids:
-            i = self.vocab.get(w)
-            ids[w] = len(self.vocab) + len(new) if i is None else i
-            if i is None:
-                new.append(w)
+        new = [w for w in dict.fromkeys(flat) if w not in self.vocab]
+        ids = self.vocab | dict(zip(new, count(len(self.vocab))))
         words = np.fromiter(map(ids.__getitem__, flat), np.int64, len(flat))
         sent = np.repeat(np.arange(len(toks)), n_words)
         known_v, all_v, total = len(self.vocab), len(self.vocab) + len(new), int(self.offset[-1])
@@ -115,14 +98,15 @@ class _Index:
             m = max(len(words) - k, 0)
             ok = sent[:m] == sent[k:]  # the (k+1)-gram starting here stays in one sentence
             pre, last = gram[:m][ok], words[k:][ok]
-            gram = np.empty(len(last), np.int64)
+            gram = np.full(len(last), -1, np.int64)
             # Known prefix and known last word: maybe a known n-gram, found by its key.
             maybe = np.flatnonzero((pre < self.offset[k]) & (last < known_v))
             key = pre[maybe] * known_v + last[maybe]
-            i, pos = _find(self.keys[k], key)
-            gram[maybe[i]] = self.offset[k] + pos
-            unknown = np.ones(len(last), bool)
-            unknown[maybe[i]] = False
+            o = np.argsort(key)  # searchsorted is several times faster on ascending queries (cache)
+            pos = np.searchsorted(self.keys[k], key[o])
+            found = self.keys[k][pos] == key[o]
+            gram[maybe[o[found]]] = self.offset[k] + pos[found]
+            unknown = gram < 0
             uniq, inv = np.unique((pre * all_v + last)[unknown], return_inverse=True)
             gram[unknown] = total + n_new + inv
             n_new += len(uniq)
@@ -133,24 +117,24 @@ class _Index:
             gram[ok] = grams[-1]
         # Count each (group, order, n-gram, sentence) with one sort of int64 codes.
         sizes = np.ones(len(toks), np.int64) if sizes is None else sizes
-        group, bound, width = np.repeat(np.arange(len(sizes)), sizes), total + n_new, int(sizes.max(initial=1))
+        bound, width = total + n_new, int(sizes.max(initial=1))
         if (len(sizes) + 1) * self.n * bound * width >= 2**63:
             raise ValueError("too many n-grams for int64 codes")
         first = np.cumsum(sizes) - sizes
-        sent = np.concatenate(sents)
-        g = group[sent]
+        sent = np.concatenate(sents)  # (P,) sentence of each n-gram position, all orders
+        g = np.repeat(np.arange(len(sizes)), sizes)[sent]
         order = np.repeat(np.arange(self.n), [len(x) for x in sents])
         code = ((g * self.n + order) * bound + np.concatenate(grams)) * width + sent - first[g]
-        code, count = np.unique(code, return_counts=True)
+        code, tf = np.unique(code, return_counts=True)
         code, slot = np.divmod(code, width)
         code, gram = np.divmod(code, bound)
         g, order = np.divmod(code, self.n)
         length = np.maximum(n_words - 1, 0) if self.n > 1 else np.zeros_like(n_words)
-        return _Encoded(g, first[g] + slot, order, gram, count, length, bound), new, new_keys
+        return _Encoded(g, first[g] + slot, order, gram, tf, length, bound), new, new_keys
 
     def weights(self, gram: np.ndarray) -> np.ndarray:
-        """idf of each n-gram; unknown ones have df = 0, so idf = ref_len."""
-        return np.where(gram < len(self.idf), self.idf.take(gram, mode="clip"), self.ref_len)
+        """idf of each n-gram (ref_len for unknown ones)."""
+        return self.idf[np.minimum(gram, len(self.idf) - 1)]
 
     def make_table(self, enc: _Encoded, n_refs: np.ndarray, own: bool = False) -> _Table:
         """Reference table of images whose n_refs[i] references are `enc`'s groups, in order.
@@ -159,9 +143,9 @@ class _Index:
         """
         n, n_sent = self.n, len(enc.length)
         key = (enc.group * n + enc.order) * enc.bound + enc.gram  # sorted already
-        start = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])  # one row per (image, n-gram)
-        if own:  # df[g] = number of rows, i.e. of images, holding g
-            df = np.bincount(enc.gram[start], minlength=int(self.offset[-1]))
+        start = np.flatnonzero(np.diff(key, prepend=-1))  # one row per (image, n-gram)
+        if own:  # df[g] = number of rows, i.e. of images, holding g; unknown n-grams (last) have none
+            df = np.bincount(enc.gram[start], minlength=int(self.offset[-1]) + 1)
             self.idf = self.ref_len - np.log(np.maximum(df, 1.0))
         w = self.weights(enc.gram)
         tf = enc.count * w
@@ -172,8 +156,9 @@ class _Index:
         slot = np.arange(n_sent) - (np.cumsum(n_refs) - n_refs)[image]
         length = np.zeros((len(n_refs), int(n_refs.max())))
         length[image, slot] = enc.length
-        return _Table(np.append(key[start], _END), start, np.diff(np.r_[start, len(key)]), slot[enc.sent],
-                      enc.count, w * tf / norm[seg], length, n_refs, enc.bound)
+        # Narrow integer types: a training corpus has tens of millions of entries.
+        return _Table(np.append(key[start], _END), np.append(start, len(key)), slot[enc.sent].astype(np.int16),
+                      enc.count.astype(np.int32), w * tf / norm[seg], length, n_refs, enc.bound)
 
     def score(self, table: _Table, image: np.ndarray, enc: _Encoded) -> np.ndarray:
         """CIDEr-D of candidate sentence c (of `enc`) against the references of table image image[c]."""
@@ -189,7 +174,7 @@ class _Index:
         found = table.keys[pos] == key
         hit, pos = hit[found], pos[found]
         # Expand each matched row into its reference entries: src = candidate entry, ref = table entry.
-        size = table.size[pos]
+        size = table.start[pos + 1] - table.start[pos]
         src = np.repeat(hit, size)
         ref = np.repeat(table.start[pos] - np.cumsum(size) + size, size) + np.arange(int(size.sum()))
         cand = enc.sent[src]
@@ -235,16 +220,16 @@ class CiderD:
             raise ValueError("score() needs a corpus: build CiderD(corpus=...) or use compute_score")
         if len(keys) != len(candidates):
             raise ValueError(f"{len(keys)} keys but {len(candidates)} candidates")
-        bad = [c for c in candidates if not isinstance(c, str)]
-        if bad:
-            raise ValueError(f"candidates must be strings, got {bad[0]!r:.200}")
+        if not all(isinstance(c, str) for c in candidates):
+            raise ValueError("candidates must be strings")
         missing = [k for k in keys if k not in self._rows]
         if missing:
             raise ValueError(f"{len(missing)} keys are not in the corpus, e.g. {missing[0]!r}")
         image = np.fromiter(map(self._rows.__getitem__, keys), np.int64, len(keys))
         o = np.argsort(image, kind="stable")  # in image order, the table lookups are faster
+        enc = self._corpus.encode([candidates[i] for i in o])[0]
         out = np.empty(len(keys))
-        out[o] = self._corpus.score(self._corpus.table, image[o], self._corpus.encode([candidates[i] for i in o])[0])
+        out[o] = self._corpus.score(self._corpus.table, image[o], enc)
         return out
 
     def compute_score(self, gts: Optional[Mapping[Hashable, Optional[Sequence[str]]]],
@@ -257,17 +242,15 @@ class CiderD:
         """
         for k, v in res.items():
             if not isinstance(v, (list, tuple)) or len(v) != 1 or not isinstance(v[0], str):
-                raise ValueError(f"res[{k!r}] must be a list holding exactly one hypothesis string, "
-                                 f"got {v!r:.200}")
+                raise ValueError(f"res[{k!r}] must be a list of exactly one hypothesis string, got {v!r:.200}")
         if gts is None and self._corpus is None:
             raise ValueError("gts is required without a corpus")
         if not res:
             raise ValueError("nothing to score: res is empty")
         if gts is not None and gts.keys() != res.keys():
             missing, extra = [k for k in res if k not in gts], [k for k in gts if k not in res]
-            raise ValueError(f"gts and res must have the same keys: {len(missing)} res keys missing from "
-                             f"gts (e.g. {missing[:3]!r}), {len(extra)} gts keys without a hypothesis "
-                             f"(e.g. {extra[:3]!r})")
+            raise ValueError(f"gts and res must have the same keys: {len(missing)} res keys missing from gts "
+                             f"{missing[:3]!r}..., {len(extra)} gts keys without a hypothesis {extra[:3]!r}...")
         keys = list(res if gts is None else gts)
         cands = [res[k][0] for k in keys]
         if self._corpus is None:

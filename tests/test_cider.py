@@ -7,10 +7,9 @@ from collections import Counter
 
 import numpy as np
 import pytest
+from pycocoevalcap.cider.cider import Cider
 
 from losses import CiderD
-
-Cider = pytest.importorskip("pycocoevalcap.cider.cider").Cider
 
 
 def random_sets(rng: random.Random, n_images: int, vocab_size: int) -> tuple[dict, dict]:
@@ -26,7 +25,8 @@ def random_sets(rng: random.Random, n_images: int, vocab_size: int) -> tuple[dic
         elif u < 0.35:
             cand = " ".join(rng.choices(vocab, k=rng.randint(0, 2)))
         else:
-            cand = " ".join(rng.choice(vocab) if rng.random() > 0.1 else "unseen" for _ in range(rng.randint(1, 20)))
+            words = (rng.choice(vocab) if rng.random() > 0.1 else "unseen" for _ in range(rng.randint(1, 20)))
+            cand = " ".join(words)
         gts[f"img{i}"], res[f"img{i}"] = refs, [cand]
     keys = list(gts)
     rng.shuffle(keys)  # the per-image order must follow gts, whatever the insertion order of res
@@ -99,8 +99,10 @@ def test_corpus_mode_matches_naive(n, sigma):
 def test_given_references_use_corpus_df():
     rng = random.Random(11)
     corpus, _ = random_sets(rng, 20, 10)
-    gts, res = random_sets(rng, 8, 14)  # other keys, with words the corpus never saw
-    gts["img3"] = None  # None = the corpus references of img3
+    val_gts, val_res = random_sets(rng, 8, 14)  # words the corpus never saw
+    gts = {f"val_{k}": v for k, v in val_gts.items()}  # keys the corpus lacks: their references are given
+    res = {f"val_{k}": v for k, v in val_res.items()}
+    gts["img3"], res["img3"] = None, ["w1 w2 w3 w4"]  # None = the corpus references of img3
     items = [(res[k][0], corpus[k] if gts[k] is None else gts[k]) for k in gts]
     mean, got = CiderD(corpus=corpus).compute_score(gts, res)
     np.testing.assert_allclose(got, naive_cider(list(corpus.values()), items), atol=1e-9)
@@ -120,15 +122,16 @@ def test_score_equals_compute_score_and_pycocoevalcap_on_own_corpus():
     scorer = CiderD(corpus=gts)  # df from the same references: pycocoevalcap's numbers
     keys = list(gts)
     fast = scorer.score(keys, [res[k][0] for k in keys])
-    np.testing.assert_allclose(fast, scorer.compute_score(None, {k: res[k] for k in keys})[1], atol=1e-12)
+    by_res = scorer.compute_score(None, res)[1]  # gts=None: in the order of res
+    np.testing.assert_allclose(by_res, scorer.score(list(res), [res[k][0] for k in res]), atol=1e-12)
     np.testing.assert_allclose(fast, scorer.compute_score(dict.fromkeys(keys), res)[1], atol=1e-12)
     np.testing.assert_allclose(fast, CiderD().compute_score(gts, res)[1], atol=1e-9)
     np.testing.assert_allclose(fast, Cider().compute_score(gts, res)[1], atol=1e-6)
 
 
 def test_repeated_keys_score_independently():
-    corpus = {"a": ["a man rides a horse", "a person on a horse"], "b": ["two dogs play", "dogs in a park"],
-              "c": ["a red car"]}
+    corpus = {"a": ["a man rides a horse", "a person on a horse"],
+              "b": ["two dogs play", "dogs in a park"], "c": ["a red car"]}
     scorer = CiderD(corpus=corpus)
     cands = ["a man rides a horse", "a horse", "", "dogs play in a park", "a man on a horse"]
     together = scorer.score(["a", "a", "a", "b", "a"], cands)
@@ -138,11 +141,20 @@ def test_repeated_keys_score_independently():
     assert scorer.score([], []).shape == (0,)
 
 
+def test_empty_strings_score_zero():
+    # pycocoevalcap fails on references without any word (max() of no document frequencies).
+    _, got = CiderD().compute_score({1: [""], 2: ["", " "]}, {1: ["a"], 2: [""]})
+    np.testing.assert_array_equal(got, [0.0, 0.0])
+    corpus = {1: [""], 2: ["x y"]}
+    want = naive_cider(list(corpus.values()), [("x", [""]), ("", ["x y"]), ("x y", ["x y"])])
+    np.testing.assert_allclose(CiderD(corpus=corpus).score([1, 2, 2], ["x", "", "x y"]), want)
+
+
 def test_errors():
     gts = {1: ["a b c", "a b"], 2: ["c d"]}
-    with pytest.raises(ValueError, match="exactly one hypothesis"):
+    with pytest.raises(ValueError, match="exactly one hypothesis string"):
         CiderD().compute_score(gts, {1: "a b", 2: ["c"]})
-    with pytest.raises(ValueError, match="exactly one hypothesis"):
+    with pytest.raises(ValueError, match="exactly one hypothesis string"):
         CiderD().compute_score(gts, {1: ["a b", "a"], 2: ["c"]})
     with pytest.raises(ValueError, match="missing from gts"):
         CiderD().compute_score(gts, {1: ["a"], 2: ["c"], 3: ["d"]})
