@@ -93,7 +93,7 @@ class LookConfig:
     lr: float = 5e-4  # decoder learning rate in the cross-entropy phase
     scst_epochs: int = 2  # the last this-many epochs use self-critical training (0: XE only)
     scst_lr: float = 5e-5  # about a tenth of the XE rate (Rennie et al.)
-    scst_samples: int = 5  # sampled captions per image
+    scst_samples: int = 4  # sampled captions per image
     scst_baseline: str = "mean"  # mean (of the other samples; "new self-critical") | greedy
     temperature: float = 1.0  # sampling temperature in SCST
     beam_size: int = 3  # decoding for evaluation and the caption demo
@@ -105,9 +105,9 @@ class TrainConfig:
 
     out_dir: str = "runs/shapes"
     seed: int = 0
-    epochs: int = 13
+    epochs: int = 10
     lr: float = 2e-4
-    lr_decay_epochs: int = 10  # multiply lr by lr_decay every this many epochs (0: never)
+    lr_decay_epochs: int = 7  # multiply lr by lr_decay every this many epochs (0: never)
     lr_decay: float = 0.1
     grad_clip: float = 2.0  # max global grad norm (0: off)
     one_caption_per_image: bool = True  # epoch = one random caption per image (false: all captions)

@@ -44,6 +44,10 @@ RESUMABLE_KEYS = ("train.resume", "train.epochs", "train.max_steps", "train.devi
                   "train.eval_batch_size", "data.num_workers")
 
 
+# Val CIDEr-D each epoch is a progress signal, not the selection metric: a subset keeps it cheap.
+VAL_CAPTION_IMAGES = 500
+
+
 class TrainingError(RuntimeError):
     """Training cannot go on (e.g. a non-finite loss); the message says where and why."""
 
@@ -207,14 +211,14 @@ def validate(cfg: Config, model: LIM, val_split, vocab: Vocabulary, device, writ
     summary = f"val rsum {rsum:.1f}"
     if model.decoder is not None:
         captions = generate_captions(model, val_split, vocab, cfg.data, device, cfg.look.beam_size,
-                                     cfg.train.eval_batch_size)
-        gts = {i: reference_strings(c, cfg.look.max_len) for i, c in enumerate(val_split.captions)}
+                                     cfg.train.eval_batch_size, limit=VAL_CAPTION_IMAGES)
+        gts = {i: reference_strings(val_split.captions[i], cfg.look.max_len) for i in range(len(captions))}
         res = {i: [" ".join(c.split() + ["<end>"])] for i, c in enumerate(captions)}
         cider = CiderD().compute_score(gts, res)[0]
         writer.add_scalar("val/cider_d", cider, step)
         writer.add_text("val/captions", "\n\n".join(
             f"{i}: **{captions[i]}** (ref: {val_split.captions[i][0]})" for i in range(min(8, len(captions)))), step)
-        summary += f", val CIDEr-D {cider:.3f}"
+        summary += f", val CIDEr-D {cider:.3f} (first {len(captions)} images)"
     return rsum, summary
 
 
