@@ -91,7 +91,7 @@ class LookConfig:
     dropout: float = 0.5
     max_len: int = 20  # tokens generated at most (before <end>)
     lr: float = 5e-4  # decoder learning rate in the cross-entropy phase
-    scst_epochs: int = 2  # the last this-many epochs use self-critical training (0: XE only)
+    scst_epochs: int = 2  # the last this-many epochs use SCST (0: XE only; the first epoch is always XE)
     scst_lr: float = 5e-5  # about a tenth of the XE rate (Rennie et al.)
     scst_samples: int = 4  # sampled captions per image
     scst_baseline: str = "mean"  # mean (of the other samples; "new self-critical") | greedy

@@ -1,11 +1,12 @@
-"""Training throughput (pairs/s) of one optimisation step of the matcher on this machine.
+"""Training throughput (pairs/s) of one optimisation step on this machine.
 
     python benchmarks/bench_train.py [--steps 20] [--threads N]
 
-Two settings: the Shapes default (small CNN on 64 px images, the default config) and a
-COCO-shaped precomputed-feature config (2048-d synthetic features, batch 128, 1024-d embedding,
-1024-unit GRU, 10k-word vocabulary, 12-word captions). Data loading is excluded: batches are made
-once, so the number is the model's step rate.
+Settings: the Shapes default (small CNN on 64 px images, two-branch matcher, caption decoder) in
+each look phase (matcher only, + cross-entropy, + SCST), and a COCO-shaped precomputed-feature
+matcher (2048-d synthetic features, batch 128, 1024-d embedding, 1024-unit GRU, 10k-word
+vocabulary, 12-word captions). Batches are made once, so data loading is excluded: the numbers
+are the model's step rate, and the ratios between settings are what carries across machines.
 """
 from __future__ import annotations
 
@@ -18,34 +19,33 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from config import ModelConfig, load_config  # noqa: E402
+from config import Config, LookConfig, ModelConfig, load_config  # noqa: E402
+from data import build_vocab, load_split  # noqa: E402
+from data.datasets import PairDataset, collate_pairs, image_transform  # noqa: E402
+from engine.look import CaptionReward  # noqa: E402
+from engine.steps import joint_step  # noqa: E402
 from losses.ranking import RankingLoss  # noqa: E402
-from models import Matcher  # noqa: E402
+from models.lim import LIM  # noqa: E402
 
 
-def pairs_per_second(cfg: ModelConfig, images: torch.Tensor, vocab: int, cap_len: int, steps: int,
+def pairs_per_second(cfg: Config, batch, vocab_size: int, steps: int, phase: str, reward=None,
                      feature_dim=None) -> float:
     torch.manual_seed(0)
-    b = images.shape[0]
-    model = Matcher(cfg, vocab, feature_dim)
+    model = LIM(cfg.model, cfg.look, vocab_size, feature_dim)
     opt = torch.optim.Adam(model.parameters(), 2e-4)
-    loss_fn = RankingLoss(cfg.measure, 0.05, max_violation=True)
-    captions = torch.randint(4, vocab, (b, cap_len))
-    lengths = torch.randint(cap_len // 2, cap_len + 1, (b,))
-    ids = torch.arange(b)
+    loss_fn = RankingLoss(cfg.model.measure, cfg.loss.margin, max_violation=True)
 
     def step():
-        img, cap = model(images, captions, lengths)
-        loss = sum(w * loss_fn(img[k], cap[k], image_ids=ids) for k, w in model.branch_weights.items())
+        loss, _ = joint_step(model, batch, torch.device("cpu"), cfg, loss_fn, True, phase, reward)
         opt.zero_grad()
         loss.backward()
         opt.step()
 
-    step()  # warm-up
+    step()  # warm-up (numba compilation, allocator)
     start = time.perf_counter()
     for _ in range(steps):
         step()
-    return steps * b / (time.perf_counter() - start)
+    return steps * len(batch[0]) / (time.perf_counter() - start)
 
 
 def main() -> None:
@@ -55,13 +55,25 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    default = load_config()
-    shapes = pairs_per_second(default.model, torch.randn(default.data.batch_size, 3, 64, 64), 45, 12, args.steps)
-    coco_cfg = ModelConfig(image_encoder="precomp", embed_dim=1024, text_hidden=1024)
-    coco = pairs_per_second(coco_cfg, torch.randn(128, 2048), 10000, 12, args.steps, feature_dim=2048)
+    cfg = load_config()
+    split = load_split(cfg.data, "train")
+    vocab = build_vocab(split.flat_captions(), cfg.data.vocab_threshold)
+    pairs = PairDataset(split, vocab, image_transform(cfg.data, train=True))
+    batch = collate_pairs([pairs[j * 5] for j in range(cfg.data.batch_size)])
+    reward = CaptionReward(split, vocab, cfg.look.max_len)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
-    print(f"shapes default (small CNN, 64 px, batch {default.data.batch_size}): {shapes:,.0f} pairs/s")
-    print(f"coco-shaped precomputed (2048-d features, batch 128): {coco:,.0f} pairs/s")
+    for phase in ("off", "xe", "scst"):
+        rate = pairs_per_second(cfg, batch, len(vocab), args.steps, phase, reward)
+        print(f"shapes default, look={phase}: {rate:,.0f} pairs/s")
+
+    coco = Config(model=ModelConfig(image_encoder="precomp", embed_dim=1024, text_hidden=1024),
+                  look=LookConfig(lambda_i2t=0))
+    b = 128
+    caps = torch.randint(4, 10000, (b, 14))
+    caps[:, 0], caps[:, -1] = 1, 2
+    coco_batch = (torch.randn(b, 2048), caps, torch.full((b,), 14), torch.arange(b), torch.arange(b))
+    rate = pairs_per_second(coco, coco_batch, 10000, args.steps, "off", feature_dim=2048)
+    print(f"coco-shaped precomputed matcher (2048-d features, batch 128): {rate:,.0f} pairs/s")
 
 
 if __name__ == "__main__":

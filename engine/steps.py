@@ -13,10 +13,12 @@ from .look import CaptionReward, look_terms
 
 
 def look_phase(cfg: Config, epoch: int) -> str:
-    """``off``, ``xe`` or ``scst`` for this epoch: SCST takes the last ``look.scst_epochs`` epochs."""
+    """``off``, ``xe`` or ``scst`` for this epoch: SCST takes the last ``look.scst_epochs`` epochs,
+    but never the first one (sampling from an untrained decoder earns no reward to learn from)."""
     if cfg.look.lambda_i2t <= 0:
         return "off"
-    return "scst" if epoch >= cfg.train.epochs - cfg.look.scst_epochs else "xe"
+    first_scst = max(1, cfg.train.epochs - cfg.look.scst_epochs)
+    return "scst" if cfg.look.scst_epochs > 0 and epoch >= first_scst else "xe"
 
 
 def ranking_terms(img: dict, cap: dict, image_ids: torch.Tensor, branch_weights: dict, loss_fn: RankingLoss,

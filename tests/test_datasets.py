@@ -157,3 +157,25 @@ def test_torch_datasets_and_collate(karpathy_dir):
     assert len(ImageDataset(split)) == 4
     caps, lengths, ids = collate_captions([CaptionDataset(split, vocab)[j] for j in range(5)])
     assert ids.tolist() == list(range(5)) and caps.shape[0] == 5
+
+
+def test_extract_writes_streamable_h5(tmp_path, karpathy_dir):
+    import torchvision
+
+    from data.__main__ import main as data_main
+
+    json_path, root = karpathy_dir
+    weights = tmp_path / "r18.pth"
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), weights)
+    out = tmp_path / "feats.h5"
+    args = ["extract", "--out", str(out), "--device", "cpu", "data.name=karpathy", f"data.json={json_path}",
+            f"data.image_root={root}", "data.image_size=32", "model.image_encoder=resnet18",
+            f"model.cnn_weights={weights}"]
+    assert data_main(args) == 0
+    split = load_split(DataConfig(name="h5", h5=str(out)), "test")
+    assert split.num_images == 2 and split.images.feature_dim == 512
+    assert split.captions == load_split(DataConfig(name="karpathy", json=json_path, image_root=root), "test").captions
+    assert split.images.load(0).shape == (512,)
+    split.images.close()
+    assert not [p for p in os.listdir(tmp_path) if ".tmp" in p]
+    assert data_main(["extract", "--out", str(tmp_path / "x.h5"), f"data.json={json_path}"]) == 2  # small_cnn: refused

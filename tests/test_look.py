@@ -73,3 +73,17 @@ def test_without_java_metrics_still_reported(monkeypatch):
                                      {0: "a red circle", 1: "a square"})
     assert out["METEOR"] is None and any("Java" in n for n in out["notes"])
     assert out["CIDEr"] > 0 and out["BLEU-1"] > 0
+
+
+def test_look_phase_schedule():
+    from config import load_config
+    from engine.steps import look_phase
+
+    def phases(*overrides):
+        cfg = load_config(None, list(overrides))
+        return [look_phase(cfg, e) for e in range(cfg.train.epochs)]
+
+    assert phases("train.epochs=4", "look.scst_epochs=2") == ["xe", "xe", "scst", "scst"]
+    assert phases("train.epochs=2", "look.scst_epochs=5") == ["xe", "scst"]  # the first epoch is always XE
+    assert phases("train.epochs=3", "look.scst_epochs=0") == ["xe"] * 3
+    assert phases("train.epochs=2", "look.lambda_i2t=0") == ["off", "off"]
