@@ -46,6 +46,7 @@ def evaluate(run_dir: str, split: str = "test", protocol: str = "auto", checkpoi
         "dataset": cfg.data.name,
         "split": split,
         "checkpoint": RunFolder(run_dir).checkpoint(checkpoint),
+        "protocol": result["primary"],
         "retrieval": retrieval_section(result),
     }
     if model.decoder is not None and captions:

@@ -1,10 +1,11 @@
-"""Train the LIM matcher.
+"""Train LIM: the matcher and, when switched on, the caption decoder (look).
 
     python train.py [--config FILE] [key=value ...]
     torchrun --nproc_per_node N train.py [--config FILE] [key=value ...]
 
-Builds the data and vocabulary, trains with the bidirectional ranking loss, picks the best epoch on
-val rsum, then evaluates it on the test split and writes report.json / report.md in the run folder.
+Builds the data and vocabulary; each epoch trains the ranking loss plus the decoder's loss
+(cross-entropy, then SCST for the last ``look.scst_epochs`` epochs); picks the best epoch on val
+rsum; then evaluates it on the test split and writes report.json / report.md in the run folder.
 """
 from __future__ import annotations
 
@@ -309,6 +310,7 @@ def final_report(cfg: Config, folder: RunFolder, device: torch.device, state: di
         "dataset": cfg.data.name,
         "split": "test",
         "checkpoint": folder.checkpoint("best"),
+        "protocol": result["primary"],
         "best_epoch": ckpt["best_epoch"] + 1,
         "val_rsum": round(ckpt["best_rsum"], 2),
         "train_seconds": round(state["seconds"], 1),
