@@ -60,7 +60,10 @@ class CaptionDecoder(nn.Module):
 
     def _init(self, features: torch.Tensor) -> State:
         """The LSTM's initial state from image features ``(B, F)``."""
-        h, c = self.feature_to_state(features).chunk(2, dim=1)  # (B, H) each
+        # Unit-norm embeddings have entries of about 1/sqrt(F): rescale them to unit scale so the
+        # image reaches the state as strongly as a word embedding reaches the input.
+        scaled = features * features.shape[1] ** 0.5  # (B, F)
+        h, c = self.feature_to_state(scaled).chunk(2, dim=1)  # (B, H) each
         return torch.tanh(h)[None].contiguous(), c[None].contiguous()  # h lives in (-1, 1) like LSTM outputs
 
     def forward(self, features: torch.Tensor, captions: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
