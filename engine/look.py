@@ -56,7 +56,7 @@ class CaptionReward:
 
 def look_terms(decoder, out: dict, batch, phase: str, cfg: LookConfig, reward: CaptionReward) -> dict:
     """The decoder's loss terms for one batch: ``look_xe``, or ``look_scst`` plus logged values."""
-    images, captions, lengths, image_ids, _ = batch
+    _, captions, lengths, image_ids, _ = batch
     if phase == "xe":
         return {"look_xe": caption_xe(out["logits"], captions.to(out["logits"].device), lengths)}
     rewards = reward(image_ids, out["tokens"])  # (B, n)

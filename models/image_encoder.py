@@ -7,7 +7,6 @@ from typing import Optional
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 import torchvision
 
 from config import ModelConfig

@@ -1,6 +1,5 @@
 """The look path end to end: joint XE + SCST training, captioning metrics, the caption demo."""
 import json
-import os
 
 import pytest
 import torch
