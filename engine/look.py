@@ -23,14 +23,8 @@ def candidate_strings(tokens: torch.Tensor, vocab: Vocabulary) -> list[str]:
     """Generated ids ``(N, L)`` -> strings with ``<end>`` when the caption ended (DESIGN section 3)."""
     out = []
     for row in tokens.tolist():
-        words, ended = [], False
-        for i in row:
-            if i == vocab.end_id:
-                ended = True
-                break
-            if i != vocab.pad_id:
-                words.append(vocab.words[i])
-        out.append(" ".join(words + ([END] if ended else [])))
+        words = vocab.decode(row).split()
+        out.append(" ".join(words + [END] if vocab.end_id in row else words))
     return out
 
 

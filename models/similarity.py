@@ -229,31 +229,29 @@ if numba is not None:
             _order_tile(images, captions, out, i0, min(i0 + im_tile, n), cap_tile)
 
     @numba.njit(parallel=True, fastmath=True, cache=True)
-    def _order_grad_images(images, captions, grad_out):
-        """``dL/di[i] = 2 sum_c g[i, c] max(0, c - i)``, image rows in parallel."""
-        n, d = images.shape
-        out = np.zeros_like(images)  # (N, D)
-        for i in numba.prange(n):
-            for c in range(captions.shape[0]):
-                g = 2 * grad_out[i, c]
+    def _order_grad_rows(rows, others, weights):
+        """``out[r] = 2 sum_o weights[r, o] max(0, others[o] - rows[r])``, rows in parallel."""
+        n, d = rows.shape
+        out = np.zeros_like(rows)  # (R, D)
+        for r in numba.prange(n):
+            for o in range(others.shape[0]):
+                g = 2 * weights[r, o]
                 if g != 0:
                     for k in range(d):
-                        v = captions[c, k] - images[i, k]
+                        v = others[o, k] - rows[r, k]
                         if v > 0:
-                            out[i, k] += g * v
+                            out[r, k] += g * v
         return out
 
-    @numba.njit(parallel=True, fastmath=True, cache=True)
-    def _order_grad_captions(images, captions, grad_out):
-        """``dL/dc[c] = -2 sum_i g[i, c] max(0, c - i)``, caption rows in parallel."""
-        m, d = captions.shape
-        out = np.zeros_like(captions)  # (M, D)
-        for c in numba.prange(m):
-            for i in range(images.shape[0]):
-                g = 2 * grad_out[i, c]
-                if g != 0:
-                    for k in range(d):
-                        v = captions[c, k] - images[i, k]
-                        if v > 0:
-                            out[c, k] -= g * v
-        return out
+
+def _order_grad_images(images: np.ndarray, captions: np.ndarray, grad_out: np.ndarray) -> np.ndarray:
+    """``dL/di[i] = 2 sum_c g[i, c] max(0, c - i)``: ``(N, D)``."""
+    return _order_grad_rows(images, captions, grad_out)
+
+
+def _order_grad_captions(images: np.ndarray, captions: np.ndarray, grad_out: np.ndarray) -> np.ndarray:
+    """``dL/dc[c] = -2 sum_i g[i, c] max(0, c - i)``: ``(M, D)``.
+
+    ``max(0, c - i) = max(0, (-i) - (-c))``, so it is the image kernel on negated, swapped inputs.
+    """
+    return -_order_grad_rows(-captions, -images, np.ascontiguousarray(grad_out.T))
