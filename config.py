@@ -100,6 +100,27 @@ class LookConfig:
 
 
 @dataclass
+class ImagineConfig:
+    """The text-to-image GAN ("imagine": caption -> image) on the caption's grounded embedding."""
+
+    lambda_t2i: float = 1.0  # weight of G's loss (adversarial + KL) in the joint objective; 0 switches it off
+    image_size: int = 64  # 32 | 64 | 128; real images are resized to it for the discriminator
+    c_dim: int = 128  # conditioning augmentation output
+    z_dim: int = 100
+    # StackGAN uses 64; 16 keeps the default Shapes run within its budget on 2 CPU cores.
+    g_width: int = 16
+    d_width: int = 16
+    kl_weight: float = 2.0
+    lr: float = 2e-4  # generator (with the CA) and discriminator
+    beta1: float = 0.5
+    beta2: float = 0.999
+    batch_pairs: int = 64  # the first this-many pairs of each batch train the GAN (0: the whole batch)
+    interpolate: bool = False  # GAN-INT: G also learns from conditions halfway between two captions
+    d_skip_loss: float = 0.01  # skip D's update while its loss is below this (D has won; 0: never skip)
+    collapse_ratio: float = 0.1  # warn when generated images vary less than this fraction of real ones
+
+
+@dataclass
 class TrainConfig:
     """Optimisation, run folder and reproducibility."""
 
@@ -124,6 +145,7 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     look: LookConfig = field(default_factory=LookConfig)
+    imagine: ImagineConfig = field(default_factory=ImagineConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
 

@@ -2,9 +2,12 @@
 
     python evaluate.py RUN_DIR [--split test] [--protocol auto|1k|5k|full] [--checkpoint best|last|PATH]
                        [--out FILE] [--no-captions] [--beam N]
+                       [--evaluator OTHER_RUN] [--inception-weights FILE] [--seed 0] [--mismatched 99]
 
-Prints a Markdown table and writes JSON (default RUN_DIR/eval_{split}.json): retrieval, and
-captioning metrics when the run has a caption decoder. ``recall_metrics`` is importable from here.
+Prints a Markdown table and writes JSON (default RUN_DIR/eval_{split}.json): retrieval;
+captioning metrics when the run has a caption decoder; synthesis metrics when it has a generator
+and ``--evaluator`` names a separately trained run (matcher without the GAN) whose embedding
+grades the generated images. ``recall_metrics`` is importable from here.
 """
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ from engine.distributed import setup
 from engine.evaluation import PROTOCOLS, evaluate_retrieval
 from engine.report import markdown_table, retrieval_section, write_report
 from engine.run import RunFolder, load_trained
+from engine.synthesis_metrics import evaluate_synthesis
 from metrics.retrieval import recall_metrics, recall_metrics_folds
 from models import ModelError
 
@@ -30,12 +34,17 @@ __all__ = ["evaluate", "main", "recall_metrics", "recall_metrics_folds"]
 
 def evaluate(run_dir: str, split: str = "test", protocol: str = "auto", checkpoint: str = "best",
              device: str = "auto", out: Optional[str] = None, progress: bool = True, captions: bool = True,
-             beam_size: Optional[int] = None) -> dict:
+             beam_size: Optional[int] = None, evaluator: Optional[str] = None,
+             inception_weights: Optional[str] = None, seed: int = 0, mismatched: int = 99) -> dict:
     """Evaluate ``checkpoint`` of ``run_dir`` on ``split``; returns (and writes) the report.
 
     Retrieval always; captioning too when the run has a decoder (and ``captions`` is true), with
-    the captions written in COCO results format to ``RUN_DIR/captions_{split}.json``.
+    the captions written in COCO results format to ``RUN_DIR/captions_{split}.json``; synthesis
+    when the run has a generator and ``evaluator`` names another run trained without the GAN.
     """
+    if inception_weights and not evaluator:
+        raise ValueError("--inception-weights goes with --evaluator (the synthesis metrics need both the "
+                         "evaluator run and the generated images)")
     cfg, vocab, model, _ = load_trained(run_dir, checkpoint)
     _, dev = setup(device)
     model.to(dev)
@@ -53,6 +62,15 @@ def evaluate(run_dir: str, split: str = "test", protocol: str = "auto", checkpoi
         results = os.path.join(run_dir, f"captions_{split}.json")
         report["captioning"] = evaluate_captions(model, data, vocab, cfg.data, dev, beam_size or cfg.look.beam_size,
                                                  cfg.train.eval_batch_size, progress, results)
+    if evaluator:
+        if model.imagine is None:
+            raise CheckpointError(f"{run_dir} has no generator (imagine.lambda_t2i=0): there is nothing to grade "
+                                  "with --evaluator; train with imagine.lambda_t2i=1")
+        report["synthesis"] = evaluate_synthesis(model, data, vocab, cfg, dev, evaluator, run_dir, seed, mismatched,
+                                                 inception_weights, progress)
+    elif model.imagine is not None:
+        report["synthesis"] = {"note": "generator present; pass --evaluator OTHER_RUN (a matcher trained with "
+                                       "imagine.lambda_t2i=0) for R-precision and the Frechet distance"}
     out = out or os.path.join(run_dir, f"eval_{split}.json")
     write_report(report, out)
     return report
@@ -69,9 +87,17 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     parser.add_argument("--out", help="JSON output (default RUN_DIR/eval_SPLIT.json)")
     parser.add_argument("--no-captions", action="store_true", help="skip the captioning metrics")
     parser.add_argument("--beam", type=int, help="beam size for captioning (default: the run's look.beam_size)")
+    parser.add_argument("--evaluator", help="run folder of a matcher trained WITHOUT the GAN; grades generated "
+                                            "images (R-precision, Frechet distance in its embedding)")
+    parser.add_argument("--inception-weights", help="local torch-fidelity Inception-v3 weights file: adds the "
+                                                    "published FID and IS (needs pip install -e \".[fid]\")")
+    parser.add_argument("--seed", type=int, default=0, help="noise and candidate-caption seed for synthesis")
+    parser.add_argument("--mismatched", type=int, default=99,
+                        help="R-precision: mismatched captions per generated image (AttnGAN uses 99)")
     args = parser.parse_args(argv)
     report = evaluate(args.run_dir, args.split, args.protocol, args.checkpoint, args.device, args.out,
-                      captions=not args.no_captions, beam_size=args.beam)
+                      captions=not args.no_captions, beam_size=args.beam, evaluator=args.evaluator,
+                      inception_weights=args.inception_weights, seed=args.seed, mismatched=args.mismatched)
     print(markdown_table(report), end="")
     return report
 
@@ -80,6 +106,6 @@ if __name__ == "__main__":
     torch.set_grad_enabled(False)
     try:
         main()
-    except (CheckpointError, DataError, ModelError, ValueError) as err:
+    except (CheckpointError, DataError, ModelError, ValueError, FileNotFoundError, ImportError) as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)

@@ -21,6 +21,8 @@ setup(
         "pycocoevalcap",
         "numba",
         "matplotlib",
+        "scipy",
     ],
-    extras_require={"test": ["pytest>=7"]},
+    # fid: the published FID/IS (evaluate.py --inception-weights); the weights file is still the user's.
+    extras_require={"test": ["pytest>=7"], "fid": ["torch-fidelity>=0.3"]},
 )

@@ -4,8 +4,10 @@
     torchrun --nproc_per_node N train.py [--config FILE] [key=value ...]
 
 Builds the data and vocabulary; each epoch trains the ranking loss plus the decoder's loss
-(cross-entropy, then SCST for the last ``look.scst_epochs`` epochs); picks the best epoch on val
-rsum; then evaluates it on the test split and writes report.json / report.md in the run folder.
+(cross-entropy, then SCST for the last ``look.scst_epochs`` epochs) and the text-to-image GAN (a
+discriminator update, then the generator's loss through the text encoder); picks the best epoch on
+val rsum; then evaluates it on the test split and writes report.json / report.md, and a grid of
+images imagined from test captions, in the run folder.
 """
 from __future__ import annotations
 
@@ -31,10 +33,12 @@ from engine import distributed
 from engine.checkpoint import CheckpointError, config_differences, load_checkpoint, rng_state, save_atomic, set_rng_state
 from engine.captioning import evaluate_captions, generate_captions
 from engine.evaluation import evaluate_retrieval
+from engine.imagine import Critic
 from engine.look import CaptionReward, reference_strings
 from engine.report import markdown_table, retrieval_section, write_report
 from engine.run import RunFolder, fresh_folder, load_trained
 from engine.steps import joint_step, look_phase
+from engine.synthesis import save_png, split_grid
 from losses import CiderD
 from losses.ranking import RankingLoss
 from models import ModelError
@@ -47,6 +51,8 @@ RESUMABLE_KEYS = ("train.resume", "train.epochs", "train.max_steps", "train.devi
 
 # Val CIDEr-D each epoch is a progress signal, not the selection metric: a subset keeps it cheap.
 VAL_CAPTION_IMAGES = 500
+# Imagined-image grids: this many captions (the first caption of the first images), images per caption.
+GRID_CAPTIONS, GRID_SAMPLES = 8, 6
 
 
 class TrainingError(RuntimeError):
@@ -89,11 +95,13 @@ def make_loader(cfg: Config, split, vocab: Vocabulary, epoch: int, dist: distrib
 
 
 def save_checkpoint(path: str, model, optimizers: dict, scheduler, cfg: Config, vocab: Vocabulary, state: dict,
-                    feature_dim: Optional[int]) -> None:
+                    feature_dim: Optional[int], critic: Optional[Critic]) -> None:
     raw = model.module if hasattr(model, "module") else model
     save_atomic({
         "model": raw.state_dict(),
         "optimizers": {name: opt.state_dict() for name, opt in optimizers.items()},
+        "critic": None if critic is None else {"model": critic.module.state_dict(),
+                                               "optimizer": critic.optimizer.state_dict(), "skipped": critic.skipped},
         "scheduler": scheduler.state_dict(),
         "config": to_dict(cfg),
         "vocab": vocab.words,
@@ -103,7 +111,7 @@ def save_checkpoint(path: str, model, optimizers: dict, scheduler, cfg: Config, 
     }, path)
 
 
-def resume_state(folder: RunFolder, cfg: Config, model, optimizers: dict, scheduler) -> dict:
+def resume_state(folder: RunFolder, cfg: Config, model, optimizers: dict, scheduler, critic: Optional[Critic]) -> dict:
     """Load ``last`` into the model and optimizers; refuse a checkpoint from another config."""
     ckpt = load_checkpoint(folder.checkpoint("last"))
     diffs = [d for d in config_differences(ckpt["config"], to_dict(cfg)) if d.split(":")[0] not in RESUMABLE_KEYS]
@@ -116,6 +124,10 @@ def resume_state(folder: RunFolder, cfg: Config, model, optimizers: dict, schedu
     for name, opt in optimizers.items():
         opt.load_state_dict(ckpt["optimizers"][name])
     scheduler.load_state_dict(ckpt["scheduler"])
+    if critic is not None:
+        critic.module.load_state_dict(ckpt["critic"]["model"], strict=True)
+        critic.optimizer.load_state_dict(ckpt["critic"]["optimizer"])
+        critic.skipped = ckpt["critic"]["skipped"]
     set_rng_state(ckpt["rng"])
     return {k: ckpt[k] for k in ("epoch", "step", "best_rsum", "best_epoch", "seconds")}
 
@@ -155,39 +167,46 @@ def run(cfg: Config) -> dict:
 
 
 def build_optimizers(cfg: Config, model: LIM) -> tuple[dict, torch.optim.lr_scheduler.StepLR]:
-    """One Adam per path (DESIGN section 2): ``match`` (encoders) and ``look`` (the decoder)."""
+    """One Adam per path (DESIGN section 2): ``match`` (encoders), ``look`` (the decoder) and
+    ``imagine`` (conditioning augmentation + generator; the discriminator's is in its :class:`Critic`)."""
     def trainable(module: torch.nn.Module) -> list:
         return [p for p in module.parameters() if p.requires_grad]
 
     optimizers = {"match": torch.optim.Adam(trainable(model.matcher), lr=cfg.train.lr)}
     if model.decoder is not None:
         optimizers["look"] = torch.optim.Adam(trainable(model.decoder), lr=cfg.look.lr)
+    if model.imagine is not None:
+        optimizers["imagine"] = torch.optim.Adam(trainable(model.imagine), lr=cfg.imagine.lr,
+                                                 betas=(cfg.imagine.beta1, cfg.imagine.beta2))
     step_size = cfg.train.lr_decay_epochs or 10**9
     scheduler = torch.optim.lr_scheduler.StepLR(optimizers["match"], step_size=step_size, gamma=cfg.train.lr_decay)
     return optimizers, scheduler
 
 
 def train_epoch(cfg: Config, ddp, optimizers: dict, loss_fn: RankingLoss, loader: DataLoader, device,
-                epoch: int, state: dict, writer, folder: RunFolder, reward: Optional[CaptionReward]) -> dict:
+                epoch: int, state: dict, writer, folder: RunFolder, reward: Optional[CaptionReward],
+                critic: Optional[Critic]) -> dict:
     """One pass over the loader; returns ``{"loss", "pairs", "phase"}`` for the epoch summary."""
     phase = look_phase(cfg, epoch)
     if "look" in optimizers:
         for group in optimizers["look"].param_groups:
             group["lr"] = cfg.look.scst_lr if phase == "scst" else cfg.look.lr
-    params = [p for opt in optimizers.values() for g in opt.param_groups for p in g["params"]]
+    # Each path's gradient is clipped on its own, so a spike in one path cannot shrink another's update.
+    groups = [[p for g in opt.param_groups for p in g["params"]] for opt in optimizers.values()]
     max_violation = loss_fn.max_violation_at(epoch)
     bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.train.epochs} ({phase})", disable=writer is None, leave=False)
     pairs, last = 0, float("nan")
     for batch in bar:
-        loss, terms = joint_step(ddp, batch, device, cfg, loss_fn, max_violation, phase, reward)
-        if not torch.isfinite(loss):
+        loss, terms = joint_step(ddp, batch, device, cfg, loss_fn, max_violation, phase, reward, critic)
+        if not (torch.isfinite(loss) and all(np.isfinite(v) for v in terms.values())):
             raise TrainingError(f"non-finite loss at epoch {epoch + 1}, step {state['step']}: {terms}; "
                                 f"the last good checkpoint is {folder.checkpoint('last')}")
         for opt in optimizers.values():
             opt.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.train.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(params, cfg.train.grad_clip)
+            for params in groups:
+                torch.nn.utils.clip_grad_norm_(params, cfg.train.grad_clip)
         for opt in optimizers.values():
             opt.step()
         state["step"] += 1
@@ -205,7 +224,8 @@ def train_epoch(cfg: Config, ddp, optimizers: dict, loss_fn: RankingLoss, loader
 
 
 def validate(cfg: Config, model: LIM, val_split, vocab: Vocabulary, device, writer, step: int) -> tuple[float, str]:
-    """Val rsum (model selection) and, with a decoder, val CIDEr-D and sample captions to TensorBoard."""
+    """Val rsum (model selection); with a decoder, val CIDEr-D and sample captions to TensorBoard;
+    with a generator, a grid imagined from val captions with fixed noise, and the collapse check."""
     val = evaluate_retrieval(model.matcher, val_split, vocab, cfg.data, device, "auto", cfg.train.eval_batch_size)
     rsum = val["protocols"][val["primary"]]["rsum"]
     writer.add_scalar("val/rsum", rsum, step)
@@ -220,6 +240,14 @@ def validate(cfg: Config, model: LIM, val_split, vocab: Vocabulary, device, writ
         writer.add_text("val/captions", "\n\n".join(
             f"{i}: **{captions[i]}** (ref: {val_split.captions[i][0]})" for i in range(min(8, len(captions)))), step)
         summary += f", val CIDEr-D {cider:.3f} (first {len(captions)} images)"
+    if model.imagine is not None:
+        grid, ratio, _ = split_grid(model, val_split, vocab, cfg, device, GRID_CAPTIONS, GRID_SAMPLES, cfg.train.seed)
+        writer.add_image("val/imagined", np.asarray(grid), step, dataformats="HWC")
+        writer.add_scalar("val/imagined_diversity_ratio", ratio, step)
+        summary += f", imagined diversity {ratio:.2f} of real"
+        if ratio < cfg.imagine.collapse_ratio:
+            summary += (f" (WARNING: below imagine.collapse_ratio={cfg.imagine.collapse_ratio}: the generator may have "
+                        "collapsed to one image; see val/imagined in TensorBoard)")
     return rsum, summary
 
 
@@ -234,11 +262,12 @@ def _run(cfg: Config, dist: distributed.Dist, device: torch.device) -> dict:
         print(f"run folder: {folder.root}\ntrain: {train_split.num_images} images, {train_split.num_captions} "
               f"captions; val: {val_split.num_images} images; vocabulary: {len(vocab)} words; device: {device}")
 
-    model = LIM(cfg.model, cfg.look, len(vocab), feature_dim).to(device)
+    model = LIM(cfg.model, cfg.look, cfg.imagine, len(vocab), feature_dim).to(device)
     optimizers, scheduler = build_optimizers(cfg, model)
+    critic = Critic(cfg.imagine, cfg.train.grad_clip).to(device) if model.imagine is not None else None
     state = {"epoch": -1, "step": 0, "best_rsum": -1.0, "best_epoch": -1, "seconds": 0.0}
     if cfg.train.resume:
-        state = resume_state(folder, cfg, model, optimizers, scheduler)
+        state = resume_state(folder, cfg, model, optimizers, scheduler, critic)
     ddp = DistributedDataParallel(model) if dist.enabled else model
     loss_fn = RankingLoss(cfg.model.measure, cfg.loss.margin, cfg.loss.max_violation, cfg.loss.warmup_epochs)
     scst = cfg.look.lambda_i2t > 0 and cfg.look.scst_epochs > 0
@@ -251,7 +280,8 @@ def _run(cfg: Config, dist: distributed.Dist, device: torch.device) -> dict:
         start = time.time()
         ddp.train()
         loader = make_loader(cfg, train_split, vocab, epoch, dist)
-        summary = train_epoch(cfg, ddp, optimizers, loss_fn, loader, device, epoch, state, writer, folder, reward)
+        summary = train_epoch(cfg, ddp, optimizers, loss_fn, loader, device, epoch, state, writer, folder, reward,
+                              critic)
         scheduler.step()
         seconds = time.time() - start
         state["seconds"] += seconds
@@ -266,7 +296,8 @@ def _run(cfg: Config, dist: distributed.Dist, device: torch.device) -> dict:
             if summary["phase"] == "xe" and look_phase(cfg, epoch + 1) == "scst":
                 targets.append(os.path.join(folder.root, "xe.pt"))  # the decoder as cross-entropy left it
             for which in targets:
-                save_checkpoint(folder.checkpoint(which), ddp, optimizers, scheduler, cfg, vocab, state, feature_dim)
+                save_checkpoint(folder.checkpoint(which), ddp, optimizers, scheduler, cfg, vocab, state, feature_dim,
+                                critic)
             print(f"epoch {epoch + 1} ({summary['phase']}): loss {summary['loss']:.3f}, {text} "
                   f"(best rsum {state['best_rsum']:.1f} at epoch {state['best_epoch'] + 1}), "
                   f"{summary['pairs'] / max(seconds, 1e-9):.0f} pairs/s")
@@ -296,6 +327,15 @@ def captioning_by_phase(cfg: Config, folder: RunFolder, test, vocab: Vocabulary,
     return out
 
 
+def imagined_grid(cfg: Config, folder: RunFolder, model: LIM, test, vocab: Vocabulary, device) -> dict:
+    """``imagined_test.png`` beside the report: real test image, then samples from its first caption."""
+    grid, ratio, texts = split_grid(model, test, vocab, cfg, device, GRID_CAPTIONS, GRID_SAMPLES, cfg.train.seed)
+    save_png(grid, os.path.join(folder.root, "imagined_test.png"))
+    return {"grid": "imagined_test.png", "grid_captions": texts, "diversity_ratio": round(ratio, 3),
+            "note": "R-precision and the Frechet distance need a separately trained evaluator: "
+                    "python evaluate.py RUN_DIR --evaluator OTHER_RUN"}
+
+
 def final_report(cfg: Config, folder: RunFolder, device: torch.device, state: dict) -> dict:
     """Evaluate the best checkpoint on the test split; write report.json and report.md.
 
@@ -322,6 +362,8 @@ def final_report(cfg: Config, folder: RunFolder, device: torch.device, state: di
                                                  cfg.train.eval_batch_size,
                                                  results_path=os.path.join(folder.root, "captions_test.json"))
         report["captioning_by_phase"] = captioning_by_phase(cfg, folder, test, vocab, device)
+    if model.imagine is not None:
+        report["synthesis"] = imagined_grid(cfg, folder, model, test, vocab, device)
     write_report(report, os.path.join(folder.root, "report.json"), os.path.join(folder.root, "report.md"))
     print(markdown_table(report), end="")
     print(f"report: {os.path.join(folder.root, 'report.json')}")

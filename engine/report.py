@@ -43,6 +43,22 @@ def markdown_table(report: dict) -> str:
         for phase, m in report.get("captioning_by_phase", {}).items():
             lines.append(f"\nafter {phase.upper()}: CIDEr {m['CIDEr']:.3f}, BLEU-4 {m['BLEU-4']:.3f}")
         lines += [f"\nnote: {n}" for n in cap.get("notes", [])]
+    syn = report.get("synthesis")
+    if syn:
+        lines += ["", "synthesis (text -> image):", ""]
+        if "r_precision" in syn:
+            lines += [f"- R-precision (1 true vs {syn['mismatched_captions']} captions, evaluator {syn['evaluator']}): "
+                      f"{syn['r_precision']:.1f}% (real images: {syn['r_precision_real']:.1f}%)",
+                      f"- Frechet distance in the evaluator's embedding: {syn['frechet_distance_evaluator']:.4f} "
+                      f"(real vs real halves: {syn['frechet_real_halves']:.4f}); not the published FID"]
+        if "fid" in syn:
+            lines.append(f"- published FID {syn['fid']:.2f}, Inception Score {syn['inception_score']:.2f} "
+                         f"+- {syn['inception_score_std']:.2f}")
+        if "grid" in syn:
+            lines.append(f"- imagined from test captions: ![grid]({syn['grid']}) "
+                         f"(diversity {syn['diversity_ratio']:.2f} of real)")
+        if "note" in syn:
+            lines.append(f"- note: {syn['note']}")
     ties = report["retrieval"]["embedding"].get("ties")
     if ties:
         lines.append("")

@@ -77,7 +77,7 @@ def load_trained(run_dir: str, which: str = "best") -> tuple[Config, Vocabulary,
             )
     # The checkpoint holds every weight: do not reread a CNN weights file that may not exist here.
     model_cfg = replace(cfg.model, cnn_weights=None)
-    model = LIM(model_cfg, cfg.look, len(vocab), ckpt.get("image_feature_dim"))
+    model = LIM(model_cfg, cfg.look, cfg.imagine, len(vocab), ckpt.get("image_feature_dim"))
     try:
         model.load_state_dict(ckpt["model"], strict=True)
     except RuntimeError as err:

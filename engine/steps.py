@@ -9,6 +9,7 @@ from config import Config
 from losses.ranking import RankingLoss
 
 from . import distributed
+from .imagine import Critic, gan_images, generator_terms
 from .look import CaptionReward, look_terms
 
 
@@ -41,21 +42,29 @@ def ranking_terms(img: dict, cap: dict, image_ids: torch.Tensor, branch_weights:
 
 
 def joint_step(model, batch, device: torch.device, cfg: Config, loss_fn: RankingLoss, max_violation: bool,
-               phase: str, reward: Optional[CaptionReward]) -> tuple[torch.Tensor, dict]:
+               phase: str, reward: Optional[CaptionReward], critic: Optional[Critic] = None) -> tuple[torch.Tensor, dict]:
     """Weighted sum of every path's terms for one batch, and the terms as floats for logging.
 
-    The paths share one forward pass of the encoders; their weighted losses are summed into one
-    backward, so the image encoder learns from the ranking loss and the decoder together.
+    The paths share one forward pass of the encoders. With a ``critic`` (imagine on), the
+    discriminator is updated here first, on the first ``imagine.batch_pairs`` pairs; the
+    generator's terms against the updated D then join the sum. The weighted losses go into one
+    backward, so each encoder learns from the ranking loss and its generative path together.
     Terms whose name starts with ``_`` are logged, not optimised.
     """
     raw = model.module if hasattr(model, "module") else model
     images, captions, lengths, image_ids, _ = batch
-    out = model(images.to(device, non_blocking=True), captions.to(device, non_blocking=True), lengths,
-                look=phase, samples=cfg.look.scst_samples, temperature=cfg.look.temperature)
-    terms = ranking_terms(out["img"], out["cap"], image_ids.to(device), raw.matcher.branch_weights, loss_fn,
-                          max_violation)
+    images, image_ids = images.to(device, non_blocking=True), image_ids.to(device)
+    n_gan = (cfg.imagine.batch_pairs or len(images)) if critic is not None else 0
+    out = model(images, captions.to(device, non_blocking=True), lengths, look=phase, samples=cfg.look.scst_samples,
+                temperature=cfg.look.temperature, imagine=n_gan, interpolate=cfg.imagine.interpolate)
+    terms = ranking_terms(out["img"], out["cap"], image_ids, raw.matcher.branch_weights, loss_fn, max_violation)
     if phase != "off":
         for name, value in look_terms(raw.decoder, out, batch, phase, cfg.look, reward).items():
             terms[name] = value if name.startswith("_") else cfg.look.lambda_i2t * value
+    if critic is not None:
+        real = gan_images(images[:n_gan], cfg.imagine.image_size)  # (n, 3, S, S) in [-1, 1]
+        terms.update({f"_{k}": v for k, v in critic.step(real, out, image_ids[:n_gan]).items()})
+        for name, value in generator_terms(critic, out, cfg.imagine).items():
+            terms[name] = cfg.imagine.lambda_t2i * value
     loss = sum(v for k, v in terms.items() if not k.startswith("_"))
-    return loss, {k.lstrip("_"): float(v.detach()) for k, v in terms.items()}
+    return loss, {k.lstrip("_"): float(v.detach() if torch.is_tensor(v) else v) for k, v in terms.items()}

@@ -7,7 +7,8 @@ come from another image: captions of the same image are false negatives, so
 :func:`mismatched_indices` picks rows by image id, never by a plain batch shift.
 
 The generator minimises BCE(D(fake), 1) plus ``kl_weight`` times the conditioning augmentation's
-KL to N(0, I) (StackGAN, arXiv 1612.03242). Every loss returns a dict of named scalar terms with
+KL to N(0, I) (StackGAN, arXiv 1612.03242); with GAN-INT (``imagine.interpolate``) it also
+learns from conditions between two captions (``models.t2i_gan.interpolate_conditions``). Every loss returns a dict of named scalar terms with
 the sum to optimise under ``"total"``.
 """
 from __future__ import annotations
@@ -68,18 +69,3 @@ def mismatched_indices(image_ids: torch.Tensor, generator: Optional[torch.Genera
                          f"{image_ids.numel()} row(s) all of image {image_ids[0].item() if image_ids.numel() else None}")
     scores = torch.rand(allowed.shape, generator=generator, device=image_ids.device)  # (B, B)
     return scores.masked_fill(~allowed, -1.0).argmax(1)  # uniform among the allowed rows
-
-
-def interpolate_conditions(c: torch.Tensor, alpha: float = 0.5,
-                           generator: Optional[torch.Generator] = None) -> torch.Tensor:
-    """GAN-INT: ``alpha * c + (1 - alpha) * c[j]`` ``(B, C)``, each row mixed with another row ``j``.
-
-    The partner rows are a random cyclic shift by 1..B-1 (so no row meets itself). The result has
-    no real image: use it only in the generator's step (D(G(z, c_int), c_int) -> 1), as GAN-INT does.
-    """
-    b = c.shape[0]
-    if b < 2:
-        raise ValueError(f"interpolate_conditions needs at least 2 rows, got {b}")
-    shift = torch.randint(1, b, (1,), generator=generator, device=c.device)
-    partner = (torch.arange(b, device=c.device) + shift) % b  # (B,)
-    return alpha * c + (1 - alpha) * c[partner]

@@ -6,35 +6,48 @@ from typing import Optional
 import torch
 import torch.nn as nn
 
-from config import LookConfig, ModelConfig
+from config import ImagineConfig, LookConfig, ModelConfig
 
 from .caption_decoder import CaptionDecoder
+from .image_encoder import ModelError
 from .matcher import Matcher
+from .t2i_gan import TextToImage
 
 LOOK_MODES = ("off", "xe", "scst")
 
 
 class LIM(nn.Module):
-    """``matcher`` always; ``decoder`` (look: image -> caption) when ``look.lambda_i2t > 0``.
+    """``matcher`` always; ``decoder`` (look: image -> caption) when ``look.lambda_i2t > 0``;
+    ``imagine`` (caption -> image: conditioning augmentation + generator) when ``imagine.lambda_t2i > 0``.
 
     A path that is switched off is ``None``: it has no parameters and costs nothing.
     """
 
-    def __init__(self, model: ModelConfig, look: LookConfig, vocab_size: int, image_feature_dim: Optional[int] = None):
+    def __init__(self, model: ModelConfig, look: LookConfig, imagine: ImagineConfig, vocab_size: int,
+                 image_feature_dim: Optional[int] = None):
         super().__init__()
         self.matcher = Matcher(model, vocab_size, image_feature_dim)
         self.decoder: Optional[CaptionDecoder] = None
         if look.lambda_i2t > 0:
             self.decoder = CaptionDecoder(vocab_size, model.embed_dim, look.word_dim, look.hidden, look.dropout,
                                           look.max_len)
+        self.imagine: Optional[TextToImage] = None
+        if imagine.lambda_t2i > 0:
+            if model.image_encoder == "precomp":
+                raise ModelError("imagine.lambda_t2i > 0 needs images to discriminate, but model.image_encoder="
+                                 "precomp sees only precomputed features: set imagine.lambda_t2i=0")
+            self.imagine = TextToImage(model.embed_dim, imagine.c_dim, imagine.z_dim, imagine.image_size,
+                                       imagine.g_width)
 
     def forward(self, images: torch.Tensor, captions: torch.Tensor, lengths: torch.Tensor, look: str = "off",
-                samples: int = 1, temperature: float = 1.0) -> dict:
+                samples: int = 1, temperature: float = 1.0, imagine: int = 0, interpolate: bool = False) -> dict:
         """One training forward pass (what DDP wraps), so every used parameter is seen by DDP.
 
         Returns ``img``/``cap`` embeddings per branch and, by ``look``: ``"xe"`` teacher-forced
         ``logits (B, T-1, V)``; ``"scst"`` ``samples`` sampled captions per image as ``tokens``,
-        ``logprobs`` and ``mask`` ``(B * samples, L)``.
+        ``logprobs`` and ``mask`` ``(B * samples, L)``. With ``imagine = n > 0``, images generated
+        from the first ``n`` captions as ``fake (n, 3, S, S)`` in [-1, 1], with the conditioning's
+        ``mu`` and ``logvar`` ``(n, C)`` (and GAN-INT's ``fake_int``, ``mu_int`` with ``interpolate``).
         """
         if look not in LOOK_MODES:
             raise ValueError(f"look={look!r} is not one of {LOOK_MODES}")
@@ -46,4 +59,10 @@ class LIM(nn.Module):
             out["logits"] = self.decoder(img["grounded"], captions, lengths)
         elif look == "scst":
             out["tokens"], out["logprobs"], out["mask"] = self.decoder.sample(img["grounded"], samples, temperature)
+        if imagine:
+            if self.imagine is None:
+                raise ValueError("the generator is switched off (imagine.lambda_t2i=0)")
+            text = cap["grounded"][:imagine]  # (n, D)
+            z = torch.randn(len(text), self.imagine.z_dim, device=text.device)
+            out.update(self.imagine(text, z, interpolate=interpolate))
         return out

@@ -1,9 +1,8 @@
 import pytest
 import torch
 
-from losses.gan import (discriminator_loss, generator_loss, interpolate_conditions, kl_loss,
-                        mismatched_indices)
-from models.t2i_gan import ConditioningAugmentation, Discriminator, Generator, init_weights
+from losses.gan import discriminator_loss, generator_loss, kl_loss, mismatched_indices
+from models.t2i_gan import ConditioningAugmentation, Discriminator, Generator, init_weights, interpolate_conditions
 
 TEXT, C, Z, W = 10, 8, 6, 4  # text feature, condition, noise sizes; base width
 

@@ -24,6 +24,8 @@ def tiny(tmp_path, out="run", **extra) -> list[str]:
         "model.word_dim": 8, "model.text_hidden": 8, "model.small_cnn_width": 4, "train.epochs": 2,
         "train.one_caption_per_image": True, "train.out_dir": str(tmp_path / out), "train.log_every": 1,
         "look.hidden": 16, "look.word_dim": 8, "look.max_len": 8, "look.scst_epochs": 1, "look.scst_samples": 2,
+        "imagine.image_size": 32, "imagine.c_dim": 8, "imagine.z_dim": 8, "imagine.g_width": 4, "imagine.d_width": 4,
+        "imagine.batch_pairs": 0,
     }
     args.update(extra)
     return [f"{k}={v}" for k, v in args.items()]

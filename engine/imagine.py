@@ -1,0 +1,104 @@
+"""Imagine-path training: real images for the discriminator, D's update, G's loss terms.
+
+Per step (DESIGN section 2): the discriminator is updated first, on detached generated images and
+detached conditions; then G's adversarial loss against the updated D, plus the KL of the
+conditioning augmentation, joins the joint objective, so it reaches the generator, the CA and,
+through the CA, the text encoder's grounded head. D never trains the text encoder.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+
+import torch
+import torch.nn.functional as F
+
+from config import ImagineConfig
+from data.datasets import denormalize
+from losses.gan import discriminator_loss, generator_loss, mismatched_indices
+from models.t2i_gan import Discriminator, init_weights
+
+from . import distributed
+
+
+def gan_images(images: torch.Tensor, size: int) -> torch.Tensor:
+    """ImageNet-normalised encoder input ``(B, 3, H, W)`` -> ``(B, 3, size, size)`` in [-1, 1]."""
+    x = denormalize(images) * 2 - 1
+    if x.shape[-2:] != (size, size):
+        x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    return x.clamp(-1, 1)
+
+
+@contextlib.contextmanager
+def frozen(module: torch.nn.Module):
+    """Graphs built inside carry no gradient into ``module``'s weights (G's loss goes through D)."""
+    flags = [p.requires_grad for p in module.parameters()]
+    module.requires_grad_(False)
+    try:
+        yield module
+    finally:
+        for p, flag in zip(module.parameters(), flags):
+            p.requires_grad_(flag)
+
+
+class Critic:
+    """The matching-aware discriminator with its own Adam, updated once per training step.
+
+    Under torchrun its gradients are averaged across processes by hand: it runs three separate
+    forwards per update (real, wrong, fake; BatchNorm statistics kept apart), which DDP's one
+    forward per backward does not allow.
+    """
+
+    def __init__(self, cfg: ImagineConfig, grad_clip: float = 0.0):
+        self.cfg, self.grad_clip = cfg, grad_clip
+        self.module = Discriminator(cfg.c_dim, cfg.image_size, cfg.d_width)
+        self.module.apply(init_weights)
+        self.optimizer = torch.optim.Adam(self.module.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+        self.skipped = 0
+
+    def to(self, device: torch.device) -> "Critic":
+        self.module.to(device)
+        return self
+
+    def step(self, real: torch.Tensor, out: dict, image_ids: torch.Tensor) -> dict[str, float]:
+        """One D update on ``real (n, 3, S, S)`` in [-1, 1], the model's ``fake``/``mu``, ``image_ids (n,)``.
+
+        Returns the terms as floats (``d_real``, ``d_wrong``, ``d_fake``, ``d_loss``, ``d_skipped``).
+        The update is skipped while the loss (averaged over processes) is below ``d_skip_loss``:
+        a discriminator that has already won gives the generator nothing to learn from. A
+        non-finite loss is returned without an update (the training loop stops on it).
+        """
+        d = self.module
+        d.train()
+        cond = out["mu"].detach()  # (n, C): D judges the caption, it does not train the text encoder
+        wrong = cond[mismatched_indices(image_ids)]  # each real image with another image's caption
+        terms = discriminator_loss(d(real, cond), d(real, wrong), d(out["fake"].detach(), cond))
+        total = terms["total"]
+        mean = float(distributed.all_reduce_mean(total.detach()))
+        skip = mean < self.cfg.d_skip_loss or not math.isfinite(mean)
+        if not skip:
+            self.optimizer.zero_grad(set_to_none=True)
+            total.backward()
+            if distributed.torch_world_size() > 1:
+                for p in d.parameters():
+                    p.grad = distributed.all_reduce_mean(p.grad)
+            if self.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(d.parameters(), self.grad_clip)
+            self.optimizer.step()
+        self.skipped += skip
+        logged = {f"d_{k}": float(v.detach()) for k, v in terms.items() if k != "total"}
+        return {**logged, "d_loss": float(total.detach()), "d_skipped": float(skip)}
+
+
+def generator_terms(critic: Critic, out: dict, cfg: ImagineConfig) -> dict[str, torch.Tensor]:
+    """G's terms for the joint objective: ``gan_g`` (adversarial, + GAN-INT) and ``gan_kl`` (weighted).
+
+    D sees the detached condition ``mu`` (as in StackGAN): the text encoder learns from the
+    imagine path only through the generator's input ``c`` and the KL term.
+    """
+    with frozen(critic.module) as d:
+        terms = generator_loss(d(out["fake"], out["mu"].detach()), out["mu"], out["logvar"], cfg.kl_weight)
+        adv = terms["adv"]
+        if "fake_int" in out:
+            adv = adv + generator_loss(d(out["fake_int"], out["mu_int"].detach()), out["mu"], out["logvar"], 0.0)["adv"]
+    return {"gan_g": adv, "gan_kl": cfg.kl_weight * terms["kl"]}
