@@ -111,10 +111,16 @@ class ImagineConfig:
     g_width: int = 16
     d_width: int = 16
     kl_weight: float = 2.0
+    # Weight of the DAMSM-style loss asking the (frozen) matcher to find each generated image closest
+    # to its own caption (0: off, pure StackGAN); it makes the GAN follow colours and shapes much sooner.
+    match_weight: float = 1.0
+    # Generated images the matching loss encodes (the first of the GAN's pairs; 0: all of them). The
+    # image encoder's pass over them is the path's largest cost on a CPU.
+    match_pairs: int = 24
     lr: float = 2e-4  # generator (with the CA) and discriminator
     beta1: float = 0.5
     beta2: float = 0.999
-    batch_pairs: int = 64  # the first this-many pairs of each batch train the GAN (0: the whole batch)
+    batch_pairs: int = 48  # the first this-many pairs of each batch train the GAN (0: the whole batch)
     interpolate: bool = False  # GAN-INT: G also learns from conditions halfway between two captions
     d_skip_loss: float = 0.01  # skip D's update while its loss is below this (D has won; 0: never skip)
     collapse_ratio: float = 0.1  # warn when generated images vary less than this fraction of real ones

@@ -2,8 +2,9 @@
 
     python benchmarks/bench_train.py [--steps 20] [--threads N]
 
-Settings: the Shapes default (small CNN on 64 px images, two-branch matcher, caption decoder) in
-each look phase (matcher only, + cross-entropy, + SCST), and a COCO-shaped precomputed-feature
+Settings: the Shapes default (small CNN on 64 px images, two-branch matcher, caption decoder,
+text-to-image GAN) built up path by path (matcher only; + look XE; + imagine; + imagine without its
+matching loss; look SCST + imagine), and a COCO-shaped precomputed-feature
 matcher (2048-d synthetic features, batch 128, 1024-d embedding, 1024-unit GRU, 10k-word
 vocabulary, 12-word captions). Batches are made once, so data loading is excluded: the numbers
 are the model's step rate, and the ratios between settings are what carries across machines.
@@ -19,9 +20,10 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from config import Config, LookConfig, ModelConfig, load_config  # noqa: E402
+from config import Config, ImagineConfig, LookConfig, ModelConfig, load_config  # noqa: E402
 from data import build_vocab, load_split  # noqa: E402
 from data.datasets import PairDataset, collate_pairs, image_transform  # noqa: E402
+from engine.imagine import Critic  # noqa: E402
 from engine.look import CaptionReward  # noqa: E402
 from engine.steps import joint_step  # noqa: E402
 from losses.ranking import RankingLoss  # noqa: E402
@@ -31,12 +33,13 @@ from models.lim import LIM  # noqa: E402
 def pairs_per_second(cfg: Config, batch, vocab_size: int, steps: int, phase: str, reward=None,
                      feature_dim=None) -> float:
     torch.manual_seed(0)
-    model = LIM(cfg.model, cfg.look, vocab_size, feature_dim)
+    model = LIM(cfg.model, cfg.look, cfg.imagine, vocab_size, feature_dim)
+    critic = Critic(cfg.imagine) if model.imagine is not None else None
     opt = torch.optim.Adam(model.parameters(), 2e-4)
     loss_fn = RankingLoss(cfg.model.measure, cfg.loss.margin, max_violation=True)
 
     def step():
-        loss, _ = joint_step(model, batch, torch.device("cpu"), cfg, loss_fn, True, phase, reward)
+        loss, _ = joint_step(model, batch, torch.device("cpu"), cfg, loss_fn, True, phase, reward, critic)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -62,12 +65,17 @@ def main() -> None:
     batch = collate_pairs([pairs[j * 5] for j in range(cfg.data.batch_size)])
     reward = CaptionReward(split, vocab, cfg.look.max_len)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
-    for phase in ("off", "xe", "scst"):
-        rate = pairs_per_second(cfg, batch, len(vocab), args.steps, phase, reward)
-        print(f"shapes default, look={phase}: {rate:,.0f} pairs/s")
+    settings = [("matcher only", ["look.lambda_i2t=0", "imagine.lambda_t2i=0"], "off"),
+                 ("+ look (XE)", ["imagine.lambda_t2i=0"], "xe"),
+                 ("+ look (XE) + imagine (the default)", [], "xe"),
+                 ("+ look (XE) + imagine without its matching loss", ["imagine.match_weight=0"], "xe"),
+                 ("+ look (SCST) + imagine", [], "scst")]
+    for label, overrides, phase in settings:
+        rate = pairs_per_second(load_config(None, overrides), batch, len(vocab), args.steps, phase, reward)
+        print(f"shapes, {label}: {rate:,.0f} pairs/s")
 
     coco = Config(model=ModelConfig(image_encoder="precomp", embed_dim=1024, text_hidden=1024),
-                  look=LookConfig(lambda_i2t=0))
+                  look=LookConfig(lambda_i2t=0), imagine=ImagineConfig(lambda_t2i=0))
     b = 128
     caps = torch.randint(4, 10000, (b, 14))
     caps[:, 0], caps[:, -1] = 1, 2

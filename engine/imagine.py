@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 
 from config import ImagineConfig
-from data.datasets import denormalize
-from losses.gan import discriminator_loss, generator_loss, mismatched_indices
+from data.datasets import IMAGENET_MEAN, IMAGENET_STD, denormalize
+from losses.gan import discriminator_loss, generated_match_loss, generator_loss, mismatched_indices
 from models.t2i_gan import Discriminator, init_weights
 
 from . import distributed
@@ -27,6 +27,16 @@ def gan_images(images: torch.Tensor, size: int) -> torch.Tensor:
     if x.shape[-2:] != (size, size):
         x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
     return x.clamp(-1, 1)
+
+
+def encoder_images(images: torch.Tensor, size: int) -> torch.Tensor:
+    """Generated ``(B, 3, S, S)`` in [-1, 1] -> ImageNet-normalised ``(B, 3, size, size)``, as encoders read images."""
+    x = (images + 1) / 2
+    if x.shape[-2:] != (size, size):
+        x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=x.device).view(1, 3, 1, 1)
+    return (x - mean) / std
 
 
 @contextlib.contextmanager
@@ -90,15 +100,33 @@ class Critic:
         return {**logged, "d_loss": float(total.detach()), "d_skipped": float(skip)}
 
 
-def generator_terms(critic: Critic, out: dict, cfg: ImagineConfig) -> dict[str, torch.Tensor]:
-    """G's terms for the joint objective: ``gan_g`` (adversarial, + GAN-INT) and ``gan_kl`` (weighted).
+def generator_terms(critic: Critic, out: dict, cfg: ImagineConfig, matcher=None, image_ids=None,
+                    encoder_size: int = 0) -> dict[str, torch.Tensor]:
+    """G's terms for the joint objective: ``gan_g`` (adversarial, + GAN-INT), ``gan_kl`` (weighted)
+    and, with ``imagine.match_weight > 0`` and a ``matcher``, ``gan_match`` (weighted).
 
     D sees the detached condition ``mu`` (as in StackGAN): the text encoder learns from the
-    imagine path only through the generator's input ``c`` and the KL term.
+    imagine path only through the generator's input ``c`` and the KL term. ``gan_match`` asks the
+    matcher's image encoder (frozen, BatchNorm in eval mode, so fake images never train it) to
+    find each of the first ``imagine.match_pairs`` generated images closest to its own caption
+    among theirs: the match path teaching imagine.
     """
     with frozen(critic.module) as d:
         terms = generator_loss(d(out["fake"], out["mu"].detach()), out["mu"], out["logvar"], cfg.kl_weight)
         adv = terms["adv"]
         if "fake_int" in out:
             adv = adv + generator_loss(d(out["fake_int"], out["mu_int"].detach()), out["mu"], out["logvar"], 0.0)["adv"]
-    return {"gan_g": adv, "gan_kl": cfg.kl_weight * terms["kl"]}
+    result = {"gan_g": adv, "gan_kl": cfg.kl_weight * terms["kl"]}
+    if cfg.match_weight > 0 and matcher is not None:
+        encoder = matcher.image_encoder
+        was_training = encoder.training
+        n = min(cfg.match_pairs or len(out["fake"]), len(out["fake"]))
+        with frozen(encoder):
+            encoder.eval()
+            try:
+                emb = encoder(encoder_images(out["fake"][:n], encoder_size))  # per branch (n, D)
+            finally:
+                encoder.train(was_training)
+        captions = {k: v[:n].detach() for k, v in out["cap"].items()}
+        result["gan_match"] = cfg.match_weight * generated_match_loss(matcher.similarity(emb, captions), image_ids[:n])
+    return result

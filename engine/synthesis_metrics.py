@@ -5,18 +5,17 @@ import os
 from typing import Optional
 
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from config import Config
-from data.datasets import IMAGENET_MEAN, IMAGENET_STD, ImageDataset, collate_images, image_transform, pad_captions
+from data.datasets import ImageDataset, collate_images, image_transform, pad_captions
 from data.records import Split
 from data.vocab import Vocabulary
 from metrics.synthesis import candidate_sets, frechet_distance, published_fid_is, r_precision
 from models.lim import LIM
 
 from .checkpoint import CheckpointError
-from .imagine import gan_images
+from .imagine import encoder_images, gan_images
 from .run import RunFolder, load_trained
 from .synthesis import imagine, to_uint8
 
@@ -47,14 +46,10 @@ def load_evaluator(evaluator_dir: str, run_dir: str) -> tuple[Config, Vocabulary
 @torch.no_grad()
 def _encode_images(model: LIM, images: torch.Tensor, size: int, device: torch.device, batch: int) -> dict:
     """Images in [-1, 1] -> the evaluator's embeddings per branch, resized to its input size."""
-    mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
     parts: dict[str, list] = {}
     for start in range(0, len(images), batch):
-        x = (images[start:start + batch].to(device) + 1) / 2
-        if x.shape[-2:] != (size, size):
-            x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-        for k, v in model.matcher.encode_images((x - mean) / std).items():
+        x = encoder_images(images[start:start + batch].to(device), size)
+        for k, v in model.matcher.encode_images(x).items():
             parts.setdefault(k, []).append(v.float().cpu())
     return {k: torch.cat(v) for k, v in parts.items()}
 

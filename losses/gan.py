@@ -69,3 +69,17 @@ def mismatched_indices(image_ids: torch.Tensor, generator: Optional[torch.Genera
                          f"{image_ids.numel()} row(s) all of image {image_ids[0].item() if image_ids.numel() else None}")
     scores = torch.rand(allowed.shape, generator=generator, device=image_ids.device)  # (B, B)
     return scores.masked_fill(~allowed, -1.0).argmax(1)  # uniform among the allowed rows
+
+
+def generated_match_loss(scores: torch.Tensor, image_ids: torch.Tensor, scale: float = 10.0) -> torch.Tensor:
+    """Matching loss of generated images (DAMSM-style, AttnGAN arXiv 1711.10485), a scalar.
+
+    ``scores (n, n)``: similarity of generated image ``i`` (made from caption ``i``) to caption
+    ``j``. Softmax cross-entropy over ``scale * scores`` in both directions, the diagonal being the
+    target; other captions of the same image are masked out (they are not negatives).
+    """
+    same = image_ids[:, None] == image_ids[None, :]  # (n, n)
+    eye = torch.eye(len(scores), dtype=torch.bool, device=scores.device)
+    logits = (scale * scores).masked_fill(same & ~eye, float("-inf"))
+    target = torch.arange(len(scores), device=scores.device)
+    return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target))

@@ -53,7 +53,7 @@ def frechet_from_stats(mu1: np.ndarray, cov1: np.ndarray, mu2: np.ndarray, cov2:
     diagonals, as the reference FID code does; tiny imaginary parts of the square root are dropped.
     """
     diff = mu1 - mu2
-    covmean, _ = linalg.sqrtm(cov1 @ cov2, disp=False)
+    covmean = linalg.sqrtm(cov1 @ cov2)
     if not np.isfinite(covmean).all():
         offset = np.eye(len(cov1)) * eps
         covmean = linalg.sqrtm((cov1 + offset) @ (cov2 + offset))

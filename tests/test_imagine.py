@@ -160,3 +160,21 @@ def test_checkpoint_restores_the_generator_strictly(tmp_path):
     train.main(tiny(tmp_path, **{"train.epochs": 1}))
     _, _, model, _ = load_trained(str(tmp_path / "run"))
     assert model.imagine is not None and model.imagine.image_size == 32
+
+
+def test_match_term_trains_the_generator_through_a_frozen_image_encoder():
+    model, critic = small_lim(), Critic(GAN)
+    model.train()
+    _, images, captions, lengths, ids = batch()
+    out = model(images, captions, lengths, imagine=4)
+    encoder = model.matcher.image_encoder
+    stats = {k: v.clone() for k, v in encoder.state_dict().items() if "running" in k}
+    terms = generator_terms(critic, out, GAN, model.matcher, ids, encoder_size=32)
+    assert set(terms) == {"gan_g", "gan_kl", "gan_match"} and terms["gan_match"] > 0
+    terms["gan_match"].backward()
+    assert all(p.grad is None for p in encoder.parameters())  # fake images never train the encoder ...
+    assert all(torch.equal(v, encoder.state_dict()[k]) for k, v in stats.items())  # ... nor its BatchNorm
+    assert encoder.training  # its mode is restored
+    assert all(p.grad is not None for p in model.imagine.generator.parameters())
+    off = generator_terms(critic, out, ImagineConfig(**{**GAN.__dict__, "match_weight": 0.0}), model.matcher, ids, 32)
+    assert "gan_match" not in off

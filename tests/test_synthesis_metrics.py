@@ -1,0 +1,102 @@
+"""R-precision, Frechet distance, the published-FID guard, and evaluate.py --evaluator end to end."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import evaluate
+import train
+from engine.checkpoint import CheckpointError
+from engine.synthesis_metrics import load_evaluator
+from losses.gan import generated_match_loss
+from metrics.synthesis import (candidate_sets, frechet_distance, frechet_from_stats, gaussian_stats, published_fid_is,
+                               r_precision)
+from tests.test_train import tiny
+
+
+def test_candidate_sets_put_the_query_first_and_never_repeat_it():
+    sets = candidate_sets(30, 9, seed=3)
+    assert sets.shape == (30, 10)
+    assert (sets[:, 0] == np.arange(30)).all()
+    for i, row in enumerate(sets):
+        assert len(set(row)) == 10 and i not in row[1:] and row.min() >= 0 and row.max() < 30
+    assert np.array_equal(sets, candidate_sets(30, 9, seed=3))
+    with pytest.raises(ValueError, match="at least 100 images"):
+        candidate_sets(50, 99)
+
+
+def test_r_precision_counts_ties_against_the_query():
+    scores = np.array([[0.9, 0.1, 0.2],   # hit
+                       [0.5, 0.5, 0.1],   # tie: miss
+                       [0.1, 0.3, 0.0],   # miss
+                       [1.0, -1.0, 0.99]])  # hit
+    assert r_precision(scores) == 50.0
+
+
+def test_frechet_matches_the_closed_form_for_diagonal_gaussians():
+    mu1, mu2 = np.array([0.0, 1.0, 2.0]), np.array([1.0, 1.0, 0.0])
+    s1, s2 = np.array([1.0, 4.0, 9.0]), np.array([4.0, 1.0, 1.0])
+    expected = np.sum((mu1 - mu2) ** 2) + np.sum((np.sqrt(s1) - np.sqrt(s2)) ** 2)
+    assert frechet_from_stats(mu1, np.diag(s1), mu2, np.diag(s2)) == pytest.approx(expected, rel=1e-9)
+    x = np.random.default_rng(0).normal(size=(500, 4))
+    assert frechet_distance(x, x) == pytest.approx(0.0, abs=1e-6)
+    assert frechet_distance(x, x + 1.0) == pytest.approx(4.0, rel=1e-6)  # a pure shift adds ||shift||^2
+    mu, cov = gaussian_stats(x)
+    assert mu.shape == (4,) and cov.shape == (4, 4)
+
+
+def test_frechet_survives_fewer_samples_than_dimensions():
+    rng = np.random.default_rng(1)
+    assert np.isfinite(frechet_distance(rng.normal(size=(5, 16)), rng.normal(size=(5, 16))))
+
+
+def test_published_fid_refuses_missing_and_unsafe_weight_files(tmp_path):
+    fake = torch.zeros(2, 3, 8, 8, dtype=torch.uint8)
+    with pytest.raises(FileNotFoundError, match="Inception weights not found"):
+        published_fid_is(fake, fake, str(tmp_path / "nope.pt"))
+    unsafe = tmp_path / "code.pt"
+    torch.save({"layer": torch.zeros(1), "hook": print}, unsafe)  # a pickled callable: never unpickled
+    with pytest.raises(ValueError, match="not a plain PyTorch state dict"):
+        published_fid_is(fake, fake, str(unsafe))
+
+
+def naive_match_loss(scores, ids, scale):
+    n = len(scores)
+    total = 0.0
+    for direction in (scores, scores.t()):
+        for i in range(n):
+            keep = [j for j in range(n) if j == i or ids[j] != ids[i]]
+            logits = scale * direction[i, keep]
+            total += -(logits[keep.index(i)] - torch.logsumexp(logits, 0)) / n
+    return total / 2
+
+
+def test_generated_match_loss_matches_a_naive_loop_and_masks_same_image_captions():
+    g = torch.Generator().manual_seed(0)
+    scores = -torch.rand(6, 6, generator=g)
+    ids = torch.tensor([0, 1, 1, 2, 3, 3])
+    torch.testing.assert_close(generated_match_loss(scores, ids, 10.0), naive_match_loss(scores, ids, 10.0))
+    good = torch.eye(6) - 1.0  # every generated image closest to its own caption
+    assert generated_match_loss(good, ids, 10.0) < generated_match_loss(good.flip(0), ids, 10.0)
+
+
+def test_evaluate_with_an_evaluator_run(tmp_path):
+    extra = {"train.epochs": 1, "look.lambda_i2t": 0}
+    train.main(tiny(tmp_path, out="gan", **extra, **{"imagine.interpolate": "true"}))  # GAN-INT runs once too
+    train.main(tiny(tmp_path, out="evaluator", **extra, **{"imagine.lambda_t2i": 0}))
+    gan, ev = str(tmp_path / "gan"), str(tmp_path / "evaluator")
+    report = evaluate.main([gan, "--evaluator", ev, "--mismatched", "9", "--no-captions"])
+    syn = report["synthesis"]
+    assert syn["evaluator"].startswith(ev) and syn["images"] == 16 and syn["mismatched_captions"] == 9
+    assert 0 <= syn["r_precision"] <= 100 and 0 <= syn["r_precision_real"] <= 100
+    assert syn["frechet_distance_evaluator"] >= 0 and "NOT the published FID" in syn["frechet_note"]
+    assert json.load(open(tmp_path / "gan" / "eval_test.json"))["synthesis"] == syn
+    with pytest.raises(CheckpointError, match="is the run being evaluated"):
+        evaluate.main([gan, "--evaluator", gan, "--mismatched", "9", "--no-captions"])
+    with pytest.raises(CheckpointError, match="trained with the GAN"):
+        load_evaluator(gan, ev)
+    with pytest.raises(CheckpointError, match="has no generator"):
+        evaluate.main([ev, "--evaluator", gan, "--no-captions"])
+    with pytest.raises(ValueError, match="goes with --evaluator"):
+        evaluate.main([gan, "--inception-weights", "x.pt", "--no-captions"])
