@@ -178,3 +178,16 @@ def test_match_term_trains_the_generator_through_a_frozen_image_encoder():
     assert all(p.grad is not None for p in model.imagine.generator.parameters())
     off = generator_terms(critic, out, ImagineConfig(**{**GAN.__dict__, "match_weight": 0.0}), model.matcher, ids, 32)
     assert "gan_match" not in off
+
+
+def test_a_non_finite_discriminator_loss_stops_training_without_updating_d(tmp_path, monkeypatch):
+    import engine.imagine
+    real_loss = engine.imagine.discriminator_loss
+
+    def nan_loss(*args):
+        terms = real_loss(*args)
+        return {**terms, "total": terms["total"] * float("nan")}
+
+    monkeypatch.setattr(engine.imagine, "discriminator_loss", nan_loss)
+    with pytest.raises(train.TrainingError, match="non-finite loss at epoch 1.*'d_loss': nan"):
+        train.main(tiny(tmp_path))
