@@ -107,6 +107,7 @@ def published_fid_is(fake: torch.Tensor, real: torch.Tensor, weights: str, cuda:
         torch.save(state, safe)
         out = torch_fidelity.calculate_metrics(
             input1=_Uint8Images(fake), input2=_Uint8Images(real), fid=True, isc=True, verbose=False,
-            feature_extractor_weights_path=safe, cuda=torch.cuda.is_available() if cuda is None else cuda)
+            save_cpu_ram=True, feature_extractor_weights_path=safe,
+            cuda=torch.cuda.is_available() if cuda is None else cuda)
     return {"fid": float(out["frechet_inception_distance"]), "inception_score": float(out["inception_score_mean"]),
             "inception_score_std": float(out["inception_score_std"])}

@@ -100,3 +100,20 @@ def test_evaluate_with_an_evaluator_run(tmp_path):
         evaluate.main([ev, "--evaluator", gan, "--no-captions"])
     with pytest.raises(ValueError, match="goes with --evaluator"):
         evaluate.main([gan, "--inception-weights", "x.pt", "--no-captions"])
+
+
+def test_published_fid_is_runs_torch_fidelity_on_a_local_weights_file(tmp_path, monkeypatch):
+    fidelity = pytest.importorskip("torch_fidelity.feature_extractor_inceptionv3")
+    # Random Inception weights of the right layout, made without a download: build the extractor
+    # with its weight loading switched off and save what it holds.
+    monkeypatch.setattr(fidelity.FeatureExtractorInceptionV3, "load_state_dict", lambda self, *a, **k: None)
+    torch.save({}, tmp_path / "empty.pt")
+    extractor = fidelity.FeatureExtractorInceptionV3("inception-v3-compat", ["2048", "logits_unbiased"],
+                                                     feature_extractor_weights_path=str(tmp_path / "empty.pt"))
+    monkeypatch.undo()
+    torch.save(extractor.state_dict(), tmp_path / "inception.pt")
+    g = torch.Generator().manual_seed(0)
+    fake, real = torch.randint(0, 256, (2, 10, 3, 16, 16), dtype=torch.uint8, generator=g)
+    out = published_fid_is(fake, real, str(tmp_path / "inception.pt"), cuda=False)
+    assert set(out) == {"fid", "inception_score", "inception_score_std"}
+    assert np.isfinite(out["fid"]) and out["inception_score"] >= 1.0 - 1e-6
