@@ -3,11 +3,14 @@
     python evaluate.py RUN_DIR [--split test] [--protocol auto|1k|5k|full] [--checkpoint best|last|PATH]
                        [--out FILE] [--no-captions] [--beam N]
                        [--evaluator OTHER_RUN] [--inception-weights FILE] [--seed 0] [--mismatched 99]
+                       [--rerank K]
 
 Prints a Markdown table and writes JSON (default RUN_DIR/eval_{split}.json): retrieval;
 captioning metrics when the run has a caption decoder; synthesis metrics when it has a generator
 and ``--evaluator`` names a separately trained run (matcher without the GAN) whose embedding
-grades the generated images. ``recall_metrics`` is importable from here.
+grades the generated images. With ``--rerank K`` (runs with a decoder), ``retrieval.fused`` too:
+the embedding's top K per query re-ordered by the fused score (embedding similarity + caption
+log-likelihood, weight picked on val). ``recall_metrics`` is importable from here.
 """
 from __future__ import annotations
 
@@ -22,7 +25,8 @@ from data import DataError, load_split
 from engine.captioning import evaluate_captions
 from engine.checkpoint import CheckpointError
 from engine.distributed import setup
-from engine.evaluation import PROTOCOLS, evaluate_retrieval
+from engine.evaluation import PROTOCOLS, encode_split, evaluate_retrieval
+from engine.fused import fused_retrieval
 from engine.report import markdown_table, retrieval_section, write_report
 from engine.run import RunFolder, load_trained
 from engine.synthesis_metrics import evaluate_synthesis
@@ -35,7 +39,8 @@ __all__ = ["evaluate", "main", "recall_metrics", "recall_metrics_folds"]
 def evaluate(run_dir: str, split: str = "test", protocol: str = "auto", checkpoint: str = "best",
              device: str = "auto", out: Optional[str] = None, progress: bool = True, captions: bool = True,
              beam_size: Optional[int] = None, evaluator: Optional[str] = None,
-             inception_weights: Optional[str] = None, seed: int = 0, mismatched: int = 99) -> dict:
+             inception_weights: Optional[str] = None, seed: int = 0, mismatched: int = 99,
+             rerank: int = 0) -> dict:
     """Evaluate ``checkpoint`` of ``run_dir`` on ``split``; returns (and writes) the report.
 
     Retrieval always; captioning too when the run has a decoder (and ``captions`` is true), with
@@ -48,9 +53,13 @@ def evaluate(run_dir: str, split: str = "test", protocol: str = "auto", checkpoi
     cfg, vocab, model, _ = load_trained(run_dir, checkpoint)
     _, dev = setup(device)
     model.to(dev)
+    if rerank and model.decoder is None:
+        raise CheckpointError(f"{run_dir} has no caption decoder (look.lambda_i2t=0): --rerank needs its caption "
+                              "likelihood; train with look.lambda_i2t=1")
     data = load_split(cfg.data, split)
-    result = evaluate_retrieval(model.matcher, data, vocab, cfg.data, dev, protocol, cfg.train.eval_batch_size,
-                                progress)
+    batch = cfg.train.eval_batch_size
+    embeddings = encode_split(model.matcher, data, vocab, cfg.data, dev, batch, progress)
+    result = evaluate_retrieval(model.matcher, data, vocab, cfg.data, dev, protocol, batch, progress, embeddings)
     report = {
         "dataset": cfg.data.name,
         "split": split,
@@ -58,6 +67,9 @@ def evaluate(run_dir: str, split: str = "test", protocol: str = "auto", checkpoi
         "protocol": result["primary"],
         "retrieval": retrieval_section(result),
     }
+    if rerank:
+        report["retrieval"]["fused"] = fused_section(model, cfg, vocab, data, embeddings, result["primary"], rerank,
+                                                     dev, progress)
     if model.decoder is not None and captions:
         results = os.path.join(run_dir, f"captions_{split}.json")
         report["captioning"] = evaluate_captions(model, data, vocab, cfg.data, dev, beam_size or cfg.look.beam_size,
@@ -76,6 +88,16 @@ def evaluate(run_dir: str, split: str = "test", protocol: str = "auto", checkpoi
     return report
 
 
+def fused_section(model, cfg, vocab, data, embeddings, protocol: str, k: int, device, progress: bool) -> dict:
+    """``retrieval.fused``: the fused weight picked on val (full val split), then applied to ``data``."""
+    val = load_split(cfg.data, "val")
+    val_emb = encode_split(model.matcher, val, vocab, cfg.data, device, cfg.train.eval_batch_size, progress)
+    weight, val_rsum = fused_retrieval(model, val, vocab, cfg.data, device, k, "full", val_emb).best_weight()
+    metrics = fused_retrieval(model, data, vocab, cfg.data, device, k, protocol, embeddings).metrics(weight)
+    section = retrieval_section({"protocols": {protocol: metrics}, "primary": protocol})["embedding"]
+    return {**section, "protocol": protocol, "k": k, "weight": weight, "val_rsum": round(val_rsum, 2)}
+
+
 def main(argv: Optional[Sequence[str]] = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dir")
@@ -92,12 +114,15 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     parser.add_argument("--inception-weights", help="local torch-fidelity Inception-v3 weights file: adds the "
                                                     "published FID and IS (needs pip install -e \".[fid]\")")
     parser.add_argument("--seed", type=int, default=0, help="noise and candidate-caption seed for synthesis")
+    parser.add_argument("--rerank", type=int, default=0, metavar="K",
+                        help="re-rank the embedding's top K per query by the fused score (needs a decoder)")
     parser.add_argument("--mismatched", type=int, default=99,
                         help="R-precision: mismatched captions per generated image (AttnGAN uses 99)")
     args = parser.parse_args(argv)
     report = evaluate(args.run_dir, args.split, args.protocol, args.checkpoint, args.device, args.out,
                       captions=not args.no_captions, beam_size=args.beam, evaluator=args.evaluator,
-                      inception_weights=args.inception_weights, seed=args.seed, mismatched=args.mismatched)
+                      inception_weights=args.inception_weights, seed=args.seed, mismatched=args.mismatched,
+                      rerank=args.rerank)
     print(markdown_table(report), end="")
     return report
 

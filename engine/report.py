@@ -31,7 +31,11 @@ def markdown_table(report: dict) -> str:
         "| protocol | i2t R@1 | R@5 | R@10 | medr | meanr | t2i R@1 | R@5 | R@10 | medr | meanr | rsum |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for name, m in report["retrieval"]["protocols"].items():
+    rows = list(report["retrieval"]["protocols"].items())
+    fused = report["retrieval"].get("fused")
+    if fused:
+        rows.append((f"{fused['protocol']} fused (top {fused['k']}, w={fused['weight']:.1f})", fused))
+    for name, m in rows:
         cells = [f"{m[d][k]:.1f}" if k.startswith("r") else f"{m[d][k]:g}" for d in ("i2t", "t2i") for k in RECALL_KEYS]
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {m['rsum']:.1f} |")
     cap = report.get("captioning")

@@ -1,0 +1,150 @@
+"""Fused pair scores and two-stage re-ranked retrieval (DESIGN section 2: Match, issue 6 item 2).
+
+A pair's fused score is ``S = w * s_emb + (1 - w) * l``: ``s_emb`` the embedding similarity and
+``l`` the caption decoder's length-normalised log-likelihood of the caption given the image, each
+standardised per query over that query's candidates (z-scores, so the two scales meet). Retrieval
+is two-stage in both directions: the embedding's top ``K`` for every query, then re-ordered by
+``S``; items outside the top ``K`` keep their embedding order below them. The log-likelihoods of
+all candidate pairs of all queries are computed once, in large batches through the decoder, so
+picking ``w`` on val costs only cheap re-scoring.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+
+from data.datasets import pad_captions
+from metrics.retrieval import recall_metrics
+
+LogLik = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (image idx (P,), caption idx (P,)) -> (P,)
+
+
+def decoder_loglik(decoder, image_features: torch.Tensor, captions: torch.Tensor, lengths: torch.Tensor,
+                   device: torch.device, batch_size: int = 2048) -> LogLik:
+    """A :data:`LogLik` over a split: grounded image features ``(N, D)``, padded captions ``(M, T)``.
+
+    Pairs are scored ``batch_size`` at a time (each chunk trimmed to its longest caption), with
+    the decoder in eval mode (no dropout).
+    """
+    decoder.eval()
+
+    @torch.no_grad()
+    def loglik(img: np.ndarray, cap: np.ndarray) -> np.ndarray:
+        out = []
+        for start in range(0, len(img), batch_size):
+            i = torch.as_tensor(img[start:start + batch_size])
+            c = torch.as_tensor(cap[start:start + batch_size])
+            length = lengths[c]
+            ids = captions[c, : int(length.max())]
+            out.append(decoder.log_likelihood(image_features[i].to(device), ids.to(device), length).float().cpu())
+        return torch.cat(out).numpy() if out else np.zeros(0, dtype=np.float32)
+
+    return loglik
+
+
+def _zscore(x: np.ndarray) -> np.ndarray:
+    """Standardise each row ``(Q, K)``; a row with no spread becomes zeros."""
+    std = x.std(axis=1, keepdims=True)
+    return np.where(std > 0, (x - x.mean(axis=1, keepdims=True)) / np.where(std > 0, std, 1), 0.0)
+
+
+@dataclass
+class Candidates:
+    """Top-``K`` candidates per query, both directions: indices, embedding scores, log-likelihoods."""
+
+    i2t_idx: np.ndarray  # (N, K) caption indices per image
+    i2t_emb: np.ndarray
+    i2t_ll: np.ndarray
+    t2i_idx: np.ndarray  # (M, K) image indices per caption
+    t2i_emb: np.ndarray
+    t2i_ll: np.ndarray
+
+
+def candidates(sims: np.ndarray, k: int, loglik: LogLik, image_offset: int = 0, caption_offset: int = 0) -> Candidates:
+    """The embedding's top ``k`` of every query of ``sims (N, M)`` and their pair log-likelihoods.
+
+    ``loglik`` gets split-level indices: block indices plus the offsets (for protocol folds).
+    """
+    n, m = sims.shape
+    ki, kt = min(k, m), min(k, n)
+    i2t = np.argsort(-sims, axis=1, kind="stable")[:, :ki]  # (N, K)
+    t2i = np.argsort(-sims, axis=0, kind="stable")[:kt].T  # (M, K)
+    rows_i = np.repeat(np.arange(n), ki)
+    cols_t = np.repeat(np.arange(m), kt)
+    ll = loglik(np.concatenate([rows_i, t2i.ravel()]) + image_offset,
+                np.concatenate([i2t.ravel(), cols_t]) + caption_offset)
+    return Candidates(i2t, np.take_along_axis(sims, i2t, 1), ll[: n * ki].reshape(n, ki),
+                      t2i, np.take_along_axis(sims.T, t2i, 1), ll[n * ki:].reshape(m, kt))
+
+
+def fused_scores(emb: np.ndarray, ll: np.ndarray, weight: float) -> np.ndarray:
+    """``w * z(emb) + (1 - w) * z(ll)`` per query row ``(Q, K)``."""
+    return weight * _zscore(emb) + (1 - weight) * _zscore(ll)
+
+
+def reranked(sims: np.ndarray, cand: Candidates, weight: float) -> tuple[np.ndarray, np.ndarray]:
+    """Score matrices ``(N, M)`` for i2t and t2i in which every query's top ``K`` sit above all its
+    other items, ordered by the fused score; the rest keep their embedding order."""
+    low = sims.astype(np.float64) - float(sims.max()) - 1.0  # every entry <= -1
+    i2t, t2i = low.copy(), low.copy()
+    f_i = fused_scores(cand.i2t_emb, cand.i2t_ll, weight)
+    f_t = fused_scores(cand.t2i_emb, cand.t2i_ll, weight)
+    np.put_along_axis(i2t, cand.i2t_idx, f_i - f_i.min(axis=1, keepdims=True), 1)  # >= 0
+    np.put_along_axis(t2i.T, cand.t2i_idx, f_t - f_t.min(axis=1, keepdims=True), 1)
+    return i2t, t2i
+
+
+def _metrics(sims: np.ndarray, cand: Candidates, weight: float, cpi: int) -> dict:
+    i2t, t2i = reranked(sims, cand, weight)
+    a, b = recall_metrics(i2t, cpi), recall_metrics(t2i, cpi)
+    rsum = sum(a["i2t"][f"r{k}"] + b["t2i"][f"r{k}"] for k in (1, 5, 10))
+    return {"i2t": a["i2t"], "t2i": b["t2i"], "rsum": rsum, "ties": {"i2t": a["ties"]["i2t"], "t2i": b["ties"]["t2i"]},
+            "n_images": a["n_images"], "n_captions": a["n_captions"]}
+
+
+class FusedRetrieval:
+    """Candidates of one split under one protocol, computed once; :meth:`metrics` for any weight."""
+
+    def __init__(self, sims: np.ndarray, loglik: LogLik, k: int, protocol: str, captions_per_image: int = 5):
+        self.sims, self.cpi, self.protocol = np.asarray(sims, dtype=np.float64), captions_per_image, protocol
+        n = self.sims.shape[0]
+        folds = n // 1000 if protocol == "1k" else 1
+        m, mk = n // folds, (n // folds) * captions_per_image
+        self.blocks = [(self.sims[f * m:(f + 1) * m, f * mk:(f + 1) * mk], f * m, f * mk) for f in range(folds)]
+        self.cands = [candidates(block, k, loglik, io, co) for block, io, co in self.blocks]
+
+    def metrics(self, weight: float) -> dict:
+        """Metrics in :func:`recall_metrics`' format (means over folds for ``1k``)."""
+        per_fold = [_metrics(block, cand, weight, self.cpi) for (block, _, _), cand in zip(self.blocks, self.cands)]
+        if len(per_fold) == 1:
+            return per_fold[0]
+        mean = {d: {key: float(np.mean([f[d][key] for f in per_fold])) for key in per_fold[0][d]}
+                for d in ("i2t", "t2i", "ties")}
+        mean["rsum"] = float(np.mean([f["rsum"] for f in per_fold]))
+        mean["n_images"], mean["n_captions"] = per_fold[0]["n_images"], per_fold[0]["n_captions"]
+        return mean
+
+    def best_weight(self, grid: np.ndarray = np.linspace(0, 1, 11)) -> tuple[float, float]:
+        """The grid weight with the highest rsum (ties: the larger weight), and that rsum."""
+        scores = [(self.metrics(float(w))["rsum"], float(w)) for w in grid]
+        rsum, w = max(scores)
+        return w, rsum
+
+
+def split_captions(split, vocab, max_len: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every caption of ``split`` in protocol order as padded ids ``(kN, T)`` and lengths ``(kN,)``."""
+    ids = [torch.tensor(vocab.encode(c, max_len), dtype=torch.long) for c in split.flat_captions()]
+    return pad_captions(ids)
+
+
+def fused_retrieval(model, split, vocab, data_cfg, device: torch.device, k: int, protocol: str,
+                    embeddings: tuple, batch_size: int = 2048) -> FusedRetrieval:
+    """:class:`FusedRetrieval` of ``split`` from its embeddings ``(img, cap)`` and ``model.decoder``."""
+    img, cap = embeddings
+    sims = model.matcher.similarity(img, cap).numpy()
+    ids, lengths = split_captions(split, vocab, data_cfg.max_caption_len)
+    loglik = decoder_loglik(model.decoder, img["grounded"], ids, lengths, device, batch_size)
+    return FusedRetrieval(sims, loglik, k, protocol, data_cfg.captions_per_image)
