@@ -2,24 +2,32 @@
 
     python demo.py caption RUN_DIR IMAGE [IMAGE ...] [--beam 3] [--checkpoint best]
     python demo.py imagine RUN_DIR "TEXT" [-n 8] [--seed 0] --out grid.png [--checkpoint best]
+    python demo.py score RUN_DIR PAIRS.jsonl [--out scores.jsonl] [--checkpoint best]
 
 ``caption`` prints one caption per image file (any format and mode PIL reads). ``imagine`` draws
 ``n`` images from a caption with the run's text-to-image GAN and writes them as one PNG grid; the
-seed fixes the noise, so another seed gives other images.
+seed fixes the noise, so another seed gives other images. ``score`` reads one
+``{"image": path, "caption": text}`` per line (relative paths are under the JSONL's folder) and
+gives each pair its fused score and a suspect flag (threshold fitted on the run's val split); a bad
+line (not JSON, a missing image, an empty caption) is named with its line number and the others
+are still scored.
 """
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
 from typing import Optional, Sequence
 
 import torch
 
-from data import DataError
+from data import DataError, load_split
 from data.datasets import image_transform
 from data.images import open_rgb
 from data.vocab import tokenize
 from engine.checkpoint import CheckpointError
+from engine.pair_score import PairScorer
 from engine.run import load_trained
 from engine.synthesis import image_grid, imagine, save_png
 from models import ModelError
@@ -72,6 +80,51 @@ def imagine_grid(run_dir: str, text: str, n: int = 8, seed: int = 0, out: str = 
     return out
 
 
+def read_pairs(path: str, transform) -> tuple[list[dict], list[dict]]:
+    """Good pairs ``{"line", "image", "caption", "tensor"}`` and errors ``{"line", "error"}`` of a JSONL file."""
+    if not os.path.isfile(path):
+        raise DataError(f"{path}: pairs file not found")
+    root, pairs, errors = os.path.dirname(os.path.abspath(path)), [], []
+    with open(path, encoding="utf-8") as f:
+        for number, text in enumerate(f, 1):
+            if not text.strip():
+                continue
+            try:
+                item = json.loads(text)
+            except json.JSONDecodeError as err:
+                errors.append({"line": number, "error": f"{path}:{number}: not valid JSON ({err.msg})"})
+                continue
+            if not isinstance(item, dict) or not isinstance(item.get("image"), str) or "caption" not in item:
+                errors.append({"line": number, "error": f"{path}:{number}: expected {{\"image\": path, \"caption\": text}}"})
+                continue
+            caption = str(item["caption"]).strip()
+            if not caption:
+                errors.append({"line": number, "error": f"{path}:{number}: empty caption"})
+                continue
+            image = item["image"] if os.path.isabs(item["image"]) else os.path.join(root, item["image"])
+            try:
+                tensor = transform(open_rgb(image))
+            except DataError as err:
+                errors.append({"line": number, "error": f"{path}:{number}: {err}"})
+                continue
+            pairs.append({"line": number, "image": item["image"], "caption": caption, "tensor": tensor})
+    return pairs, errors
+
+
+def score_pairs(run_dir: str, path: str, checkpoint: str = "best", device: str = "cpu") -> tuple[list[dict], list[dict], PairScorer]:
+    """Scored pairs ``{"line", "image", "caption", "score", "suspect"}``, the bad lines, and the scorer."""
+    cfg, vocab, model, _ = load_trained(run_dir, checkpoint)
+    if cfg.model.image_encoder == "precomp":
+        raise CheckpointError(f"{run_dir} was trained on precomputed features, so it cannot read image files")
+    pairs, errors = read_pairs(path, image_transform(cfg.data, train=False))
+    model.to(device)
+    scorer = PairScorer(model, load_split(cfg.data, "val"), vocab, cfg.data, torch.device(device))
+    scores = scorer.score(torch.stack([p["tensor"] for p in pairs]), [p["caption"] for p in pairs]) if pairs else []
+    out = [{"line": p["line"], "image": p["image"], "caption": p["caption"], "score": round(float(s), 4),
+            "suspect": bool(s < scorer.threshold)} for p, s in zip(pairs, scores)]
+    return out, errors, scorer
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -89,8 +142,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ima.add_argument("--out", required=True, help="PNG file to write")
     ima.add_argument("--checkpoint", default="best")
     ima.add_argument("--device", default="cpu")
+    sco = sub.add_parser("score", help="score (image, caption) pairs from a JSONL file and flag suspect ones")
+    sco.add_argument("run_dir")
+    sco.add_argument("pairs")
+    sco.add_argument("--out", help="also write the results as JSONL here")
+    sco.add_argument("--checkpoint", default="best")
+    sco.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
     try:
+        if args.command == "score":
+            return print_scores(*score_pairs(args.run_dir, args.pairs, args.checkpoint, args.device), args.out)
         if args.command == "imagine":
             print(imagine_grid(args.run_dir, args.text, args.n, args.seed, args.out, args.checkpoint, args.device))
             return 0
@@ -100,6 +161,23 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0
+
+
+def print_scores(results: list[dict], errors: list[dict], scorer: PairScorer, out: Optional[str]) -> int:
+    """Print one line per pair (and per bad line, to stderr); exit code 1 when a line could not be scored."""
+    print(f"# fused weight {scorer.weight:.1f}, suspect below {scorer.threshold:.3f} (val AUROC "
+          f"{scorer.val_auroc:.3f}, balanced accuracy {scorer.val_balanced_accuracy:.3f})")
+    for r in results:
+        print(f"{r['line']}\t{r['score']:.4f}\t{'SUSPECT' if r['suspect'] else 'ok'}\t{r['image']}\t{r['caption']}")
+    for e in errors:
+        print(f"error: {e['error']}", file=sys.stderr)
+    if out:
+        tmp = f"{out}.tmp.{os.getpid()}"
+        with open(tmp, "w", encoding="utf-8") as f:
+            for r in sorted(results + errors, key=lambda r: r["line"]):
+                f.write(json.dumps(r) + "\n")
+        os.replace(tmp, out)
+    return 1 if errors else 0
 
 
 if __name__ == "__main__":

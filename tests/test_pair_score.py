@@ -1,0 +1,54 @@
+"""Pair-score metrics and `demo.py score` on a tiny run, bad lines included."""
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import demo
+import train
+from metrics.pairs import auroc, best_threshold
+from tests.test_train import tiny
+
+
+def test_auroc_matches_pairwise_counting_with_ties_as_half():
+    rng = np.random.default_rng(0)
+    scores = rng.integers(0, 5, 40).astype(float)  # many ties
+    labels = rng.integers(0, 2, 40)
+    pos, neg = scores[labels == 1], scores[labels == 0]
+    naive = np.mean([(p > n) + 0.5 * (p == n) for p in pos for n in neg])
+    assert auroc(scores, labels) == pytest.approx(naive)
+    assert auroc([3, 2, 1, 0], [1, 1, 0, 0]) == 1.0 and auroc([0, 1, 2, 3], [1, 1, 0, 0]) == 0.0
+    with pytest.raises(ValueError, match="both positive and negative"):
+        auroc([1, 2], [1, 1])
+
+
+def test_best_threshold_separates_separable_scores():
+    t, acc = best_threshold([0.1, 0.2, 0.8, 0.9], [0, 0, 1, 1])
+    assert acc == 1.0 and 0.2 < t <= 0.8
+
+
+def test_score_demo_scores_good_lines_and_names_bad_ones(tmp_path, capsys):
+    train.main(tiny(tmp_path, **{"train.epochs": 1, "imagine.lambda_t2i": 0}))
+    capsys.readouterr()
+    Image.new("RGB", (40, 30), (200, 20, 20)).save(tmp_path / "red.png")
+    Image.new("RGBA", (32, 32), (20, 20, 200, 128)).save(tmp_path / "blue.png")
+    lines = [json.dumps({"image": "red.png", "caption": "a red circle"}),
+             "{not json",
+             json.dumps({"image": "missing.png", "caption": "a red circle"}),
+             json.dumps({"image": "blue.png", "caption": "   "}),
+             json.dumps({"image": str(tmp_path / "blue.png"), "caption": "a blue square"}),
+             json.dumps({"caption": "no image key"})]
+    (tmp_path / "pairs.jsonl").write_text("\n".join(lines) + "\n")
+    out = tmp_path / "scores.jsonl"
+    code = demo.main(["score", str(tmp_path / "run"), str(tmp_path / "pairs.jsonl"), "--out", str(out)])
+    assert code == 1  # some lines could not be scored
+    captured = capsys.readouterr()
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["line"] for r in rows] == [1, 2, 3, 4, 5, 6]
+    scored = [r for r in rows if "score" in r]
+    assert [r["line"] for r in scored] == [1, 5] and all(isinstance(r["suspect"], bool) for r in scored)
+    errors = {r["line"]: r["error"] for r in rows if "error" in r}
+    assert "not valid JSON" in errors[2] and "missing" in errors[3] and "empty caption" in errors[4]
+    assert "expected" in errors[6] and "pairs.jsonl:3" in captured.err
+    assert captured.out.startswith("# fused weight")
