@@ -3,6 +3,7 @@
     python demo.py caption RUN_DIR IMAGE [IMAGE ...] [--beam 3] [--checkpoint best]
     python demo.py imagine RUN_DIR "TEXT" [-n 8] [--seed 0] --out grid.png [--checkpoint best]
     python demo.py score RUN_DIR PAIRS.jsonl [--out scores.jsonl] [--checkpoint best]
+    python demo.py retrieve RUN_DIR (--text "TEXT" | --image PATH) [-k 5] [--split test]
 
 ``caption`` prints one caption per image file (any format and mode PIL reads). ``imagine`` draws
 ``n`` images from a caption with the run's text-to-image GAN and writes them as one PNG grid; the
@@ -10,7 +11,8 @@ seed fixes the noise, so another seed gives other images. ``score`` reads one
 ``{"image": path, "caption": text}`` per line (relative paths are under the JSONL's folder) and
 gives each pair its fused score and a suspect flag (threshold fitted on the run's val split); a bad
 line (not JSON, a missing image, an empty caption) is named with its line number and the others
-are still scored.
+are still scored. ``retrieve`` searches a split's gallery: the images for a text, or the captions
+for an image file, by embedding similarity.
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ from data.datasets import image_transform
 from data.images import open_rgb
 from data.vocab import tokenize
 from engine.checkpoint import CheckpointError
+from engine.evaluation import encode_split
 from engine.pair_score import PairScorer
 from engine.run import load_trained
 from engine.synthesis import image_grid, imagine, save_png
@@ -125,6 +128,37 @@ def score_pairs(run_dir: str, path: str, checkpoint: str = "best", device: str =
     return out, errors, scorer
 
 
+def retrieve(run_dir: str, text: Optional[str] = None, image: Optional[str] = None, k: int = 5, split: str = "test",
+             checkpoint: str = "best", device: str = "cpu") -> list[tuple[float, int, str]]:
+    """Top ``k`` of ``split`` for one query: ``(score, index, what)``, images for ``text``
+    (``what`` names the image) or captions for ``image`` (``what`` is the caption)."""
+    if (text is None) == (image is None):
+        raise DataError("give exactly one query: --text or --image")
+    if text is not None and not text.strip():
+        raise DataError("the query text is empty")
+    cfg, vocab, model, _ = load_trained(run_dir, checkpoint)
+    dev = torch.device(device)
+    model.to(dev)
+    data = load_split(cfg.data, split)
+    gallery_img, gallery_cap = encode_split(model.matcher, data, vocab, cfg.data, dev, cfg.train.eval_batch_size,
+                                            progress=False)
+    with torch.no_grad():
+        if text is not None:
+            ids = torch.tensor([vocab.encode(text, cfg.data.max_caption_len)])
+            query = model.matcher.encode_captions(ids.to(dev), torch.tensor([ids.shape[1]]))
+            scores = model.matcher.similarity(gallery_img, {b: v.cpu() for b, v in query.items()})[:, 0]
+            names = [data.images.describe(i) for i in range(data.num_images)]
+        else:
+            if cfg.model.image_encoder == "precomp":
+                raise CheckpointError(f"{run_dir} was trained on precomputed features, so it cannot read image files")
+            x = image_transform(cfg.data, train=False)(open_rgb(image))[None]
+            query = model.matcher.encode_images(x.to(dev))
+            scores = model.matcher.similarity({b: v.cpu() for b, v in query.items()}, gallery_cap)[0]
+            names = data.flat_captions()
+    top = torch.topk(scores, min(k, len(scores)))
+    return [(float(s), int(i), names[i]) for s, i in zip(top.values, top.indices)]
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -148,8 +182,22 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     sco.add_argument("--out", help="also write the results as JSONL here")
     sco.add_argument("--checkpoint", default="best")
     sco.add_argument("--device", default="cpu")
+    ret = sub.add_parser("retrieve", help="search a split's gallery with a text or an image")
+    ret.add_argument("run_dir")
+    query = ret.add_mutually_exclusive_group(required=True)
+    query.add_argument("--text", help="find the images for this caption")
+    query.add_argument("--image", help="find the captions for this image file")
+    ret.add_argument("-k", type=int, default=5)
+    ret.add_argument("--split", default="test", choices=("train", "val", "test"))
+    ret.add_argument("--checkpoint", default="best")
+    ret.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
     try:
+        if args.command == "retrieve":
+            for rank, (score, index, name) in enumerate(retrieve(args.run_dir, args.text, args.image, args.k,
+                                                                 args.split, args.checkpoint, args.device), 1):
+                print(f"{rank}\t{score:.4f}\t{index}\t{name}")
+            return 0
         if args.command == "score":
             return print_scores(*score_pairs(args.run_dir, args.pairs, args.checkpoint, args.device), args.out)
         if args.command == "imagine":

@@ -52,3 +52,35 @@ def test_score_demo_scores_good_lines_and_names_bad_ones(tmp_path, capsys):
     assert "not valid JSON" in errors[2] and "missing" in errors[3] and "empty caption" in errors[4]
     assert "expected" in errors[6] and "pairs.jsonl:3" in captured.err
     assert captured.out.startswith("# fused weight")
+
+
+def test_retrieve_demo_returns_the_gallerys_best_items(tmp_path, capsys):
+    import torch
+
+    from data import load_split
+    from engine.evaluation import encode_split
+    from engine.run import load_trained
+
+    train.main(tiny(tmp_path, **{"train.epochs": 1, "imagine.lambda_t2i": 0}))
+    run = str(tmp_path / "run")
+    cfg, vocab, model, _ = load_trained(run)
+    test = load_split(cfg.data, "test")
+    img, cap = encode_split(model.matcher, test, vocab, cfg.data, torch.device("cpu"), progress=False)
+    sims = model.matcher.similarity(img, cap)  # (16, 80)
+
+    by_image = demo.retrieve(run, image=None, text=test.captions[3][0], k=4)
+    caption_row = test.flat_captions().index(test.captions[3][0])
+    expected = torch.topk(sims[:, caption_row], 4)
+    assert [i for _, i, _ in by_image] == expected.indices.tolist()
+    np.testing.assert_allclose([s for s, _, _ in by_image], expected.values.numpy(), rtol=1e-5, atol=1e-6)
+
+    test.images.load(5).save(tmp_path / "q.png")
+    by_caption = demo.retrieve(run, image=str(tmp_path / "q.png"), k=3)
+    np.testing.assert_allclose([s for s, _, _ in by_caption], torch.topk(sims[5], 3).values.numpy(), rtol=1e-4, atol=1e-5)
+    assert [name for _, _, name in by_caption] == [test.flat_captions()[i] for _, i, _ in by_caption]
+
+    capsys.readouterr()
+    assert demo.main(["retrieve", run, "--text", "a red circle", "-k", "2"]) == 0
+    assert len(capsys.readouterr().out.strip().splitlines()) == 2
+    assert demo.main(["retrieve", run, "--image", str(tmp_path / "nope.png")]) == 2
+    assert "missing" in capsys.readouterr().err
