@@ -50,6 +50,10 @@ class DataConfig:
     batch_size: int = 128
     num_workers: int = 0  # Shapes lives in memory; use 4+ for image files
     cache_dir: str = ""  # empty: $LIM_CACHE or ~/.cache/lim
+    # Replace this fraction of training captions with captions of other images (a known set of wrong
+    # pairs to measure their detection; recorded in the run folder's wrong_pairs.json).
+    wrong_fraction: float = 0.0
+    wrong_seed: int = 0
     shapes: ShapesConfig = field(default_factory=ShapesConfig)
 
 

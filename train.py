@@ -35,7 +35,7 @@ from engine.captioning import evaluate_captions, generate_captions
 from engine.evaluation import evaluate_retrieval
 from engine.imagine import Critic
 from engine.look import CaptionReward, reference_strings
-from engine.report import markdown_table, retrieval_section, write_report
+from engine.report import markdown_table, retrieval_section, write_json_atomic, write_report
 from engine.run import RunFolder, fresh_folder, load_trained
 from engine.steps import joint_step, look_phase
 from engine.synthesis import save_png, split_grid
@@ -259,6 +259,8 @@ def _run(cfg: Config, dist: distributed.Dist, device: torch.device) -> dict:
     feature_dim = train_split.images.feature_dim if train_split.images.kind == "features" else None
     if dist.main:
         folder.write_config(cfg)
+        if "wrong_pairs" in train_split.extra:
+            write_json_atomic(os.path.join(folder.root, "wrong_pairs.json"), train_split.extra["wrong_pairs"])
         print(f"run folder: {folder.root}\ntrain: {train_split.num_images} images, {train_split.num_captions} "
               f"captions; val: {val_split.num_images} images; vocabulary: {len(vocab)} words; device: {device}")
 

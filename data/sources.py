@@ -8,6 +8,7 @@ from config import DataConfig, cache_dir
 from .features import load_h5_split, load_precomp_split
 from .karpathy import load_karpathy_split
 from .records import DataError, Split
+from .wrong_pairs import inject_wrong_pairs
 
 DATASET_KINDS = ("shapes", "karpathy", "precomp", "h5")
 
@@ -20,7 +21,15 @@ def _need(cfg: DataConfig, key: str) -> str:
 
 
 def load_split(cfg: DataConfig, split: str) -> Split:
-    """Load split ``train``, ``val`` or ``test`` of the dataset the config names."""
+    """Load split ``train``, ``val`` or ``test`` of the dataset the config names; with
+    ``data.wrong_fraction > 0`` the training split carries injected wrong pairs."""
+    loaded = _load(cfg, split)
+    if split == "train" and cfg.wrong_fraction > 0:
+        return inject_wrong_pairs(loaded, cfg.wrong_fraction, cfg.wrong_seed)
+    return loaded
+
+
+def _load(cfg: DataConfig, split: str) -> Split:
     k = cfg.captions_per_image
     if cfg.name == "shapes":
         from .shapes import load_shapes_split

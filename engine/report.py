@@ -79,6 +79,10 @@ def _write_atomic(path: str, text: str) -> None:
     os.replace(tmp, path)
 
 
+def write_json_atomic(path: str, data) -> None:
+    _write_atomic(path, json.dumps(data, indent=1) + "\n")
+
+
 def write_report(report: dict, json_path: str, md_path: str | None = None) -> None:
     _write_atomic(json_path, json.dumps(report, indent=2) + "\n")
     if md_path:
