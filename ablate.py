@@ -1,0 +1,113 @@
+"""The paper's ablation on one config: each path switched on in turn, same budget, one table.
+
+    python ablate.py [--config FILE] [--out runs/ablation] [--rerank 20] [key=value ...]
+
+Rows (every one trains with the same config and epochs, only the paths differ):
+embedding only (look and imagine off); + look; + imagine; full (look + imagine); full + fused
+(the full run re-ranked by the fused pair score, weight picked on val). Each row trains into
+``OUT/<row>``; a row whose folder already holds a finished run of the same config is reused, so
+an interrupted ablation continues where it stopped. Writes ``OUT/ablation.md`` and
+``OUT/ablation.json``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Optional, Sequence
+
+import torch
+
+import evaluate
+import train
+from config import ConfigError, from_dict, load_config, to_dict
+from data import DataError
+from engine.checkpoint import CheckpointError, config_differences, load_checkpoint
+from engine.report import write_json_atomic
+from models import ModelError
+
+ROWS = (
+    ("embedding", "embedding only", ["look.lambda_i2t=0", "imagine.lambda_t2i=0"]),
+    ("look", "+ look", ["imagine.lambda_t2i=0"]),
+    ("imagine", "+ imagine", ["look.lambda_i2t=0"]),
+    ("full", "full (look + imagine)", []),
+)
+# Keys that may differ between a reused run folder and the row's config.
+IGNORED_KEYS = ("train.out_dir",) + train.RESUMABLE_KEYS
+
+
+def finished_run(folder: str, cfg) -> Optional[dict]:
+    """The report of a finished run of ``cfg`` in ``folder``; None if there is none.
+
+    Raises:
+        CheckpointError: the folder holds a run of another config (it would be overwritten or mixed).
+    """
+    best = os.path.join(folder, "best.pt")
+    if not os.path.exists(best):
+        return None
+    saved = to_dict(from_dict(load_checkpoint(best)["config"]))  # fills keys added since, with defaults
+    diffs = [d for d in config_differences(saved, to_dict(cfg)) if d.split(":")[0] not in IGNORED_KEYS]
+    if diffs:
+        raise CheckpointError(f"{folder} holds a run of another config; move it away or pick another --out:\n  "
+                              + "\n  ".join(diffs))
+    report = os.path.join(folder, "report.json")
+    return json.load(open(report)) if os.path.exists(report) else None
+
+
+def table(rows: list[dict]) -> str:
+    head = ("| row | i2t R@1 | R@5 | R@10 | t2i R@1 | R@5 | R@10 | rsum | train time |\n"
+            "|---|---|---|---|---|---|---|---|---|\n")
+    lines = []
+    for r in rows:
+        m = r["retrieval"]
+        cells = [f"{m[d][k]:.1f}" for d in ("i2t", "t2i") for k in ("r1", "r5", "r10")]
+        lines.append(f"| {r['label']} | " + " | ".join(cells) + f" | {m['rsum']:.1f} | {r['train_seconds'] / 60:.1f} min |")
+    return head + "\n".join(lines) + "\n"
+
+
+def main(argv: Optional[Sequence[str]] = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", help="YAML preset (default: the built-in Shapes set)")
+    parser.add_argument("--out", default="runs/ablation", help="folder for the row runs and the table")
+    parser.add_argument("--rerank", type=int, default=20, metavar="K", help="top K re-ranked in the fused row")
+    parser.add_argument("overrides", nargs="*", help="dotted key=value overrides applied to every row")
+    args = parser.parse_args(argv)
+    rows = []
+    for name, label, switches in ROWS:
+        folder = os.path.join(args.out, name)
+        cfg = load_config(args.config, [*args.overrides, *switches, f"train.out_dir={folder}"])
+        report = finished_run(folder, cfg)
+        if report is None:
+            if os.path.exists(os.path.join(folder, "last.pt")):
+                cfg.train.resume = True  # an interrupted row continues
+            print(f"ablation row '{label}': training in {folder}")
+            report = train.run(cfg)
+        else:
+            print(f"ablation row '{label}': reusing the finished run in {folder}")
+        rows.append({"row": name, "label": label, "run": folder, "retrieval": report["retrieval"]["embedding"],
+                     "train_seconds": report["train_seconds"]})
+    full = rows[-1]
+    with torch.no_grad():
+        fused = evaluate.evaluate(full["run"], captions=False, rerank=args.rerank, progress=False,
+                                  out=os.path.join(full["run"], "eval_test_fused.json"))["retrieval"]["fused"]
+    rows.append({**full, "row": "full_fused", "label": f"full + fused (top {fused['k']}, w={fused['weight']:.1f})",
+                 "retrieval": fused})
+    result = {"config": args.config or "default (Shapes)", "overrides": args.overrides, "rows": rows}
+    os.makedirs(args.out, exist_ok=True)
+    write_json_atomic(os.path.join(args.out, "ablation.json"), result)
+    text = f"# Ablation ({result['config']}{', ' + ' '.join(args.overrides) if args.overrides else ''})\n\n" + table(rows)
+    tmp = os.path.join(args.out, f"ablation.md.tmp.{os.getpid()}")
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, os.path.join(args.out, "ablation.md"))
+    print(text, end="")
+    return result
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except (ConfigError, DataError, ModelError, CheckpointError, train.TrainingError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
