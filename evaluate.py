@@ -10,7 +10,9 @@ captioning metrics when the run has a caption decoder; synthesis metrics when it
 and ``--evaluator`` names a separately trained run (matcher without the GAN) whose embedding
 grades the generated images. With ``--rerank K`` (runs with a decoder), ``retrieval.fused`` too:
 the embedding's top K per query re-ordered by the fused score (embedding similarity + caption
-log-likelihood, weight picked on val). ``recall_metrics`` is importable from here.
+log-likelihood, weight picked on val). A run trained with ``data.wrong_fraction`` gets
+``wrong_pairs``: AUROC and average precision of the fused pair score at flagging the training
+pairs that were made wrong. ``recall_metrics`` is importable from here.
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ from engine.checkpoint import CheckpointError
 from engine.distributed import setup
 from engine.evaluation import PROTOCOLS, encode_split, evaluate_retrieval
 from engine.fused import fused_retrieval
+from engine.pair_audit import wrong_pairs_section
 from engine.report import markdown_table, retrieval_section, write_report
 from engine.run import RunFolder, load_trained
 from engine.synthesis_metrics import evaluate_synthesis
@@ -83,6 +86,8 @@ def evaluate(run_dir: str, split: str = "test", protocol: str = "auto", checkpoi
     elif model.imagine is not None:
         report["synthesis"] = {"note": "generator present; pass --evaluator OTHER_RUN (a matcher trained with "
                                        "imagine.lambda_t2i=0) for R-precision and the Frechet distance"}
+    if cfg.data.wrong_fraction > 0:
+        report["wrong_pairs"] = wrong_pairs_section(model, cfg, vocab, dev, progress)
     out = out or os.path.join(run_dir, f"eval_{split}.json")
     write_report(report, out)
     return report

@@ -35,6 +35,7 @@ from engine.captioning import evaluate_captions, generate_captions
 from engine.evaluation import evaluate_retrieval
 from engine.imagine import Critic
 from engine.look import CaptionReward, reference_strings
+from engine.pair_audit import wrong_pairs_section
 from engine.report import markdown_table, retrieval_section, write_json_atomic, write_report
 from engine.run import RunFolder, fresh_folder, load_trained
 from engine.steps import joint_step, look_phase
@@ -366,6 +367,8 @@ def final_report(cfg: Config, folder: RunFolder, device: torch.device, state: di
         report["captioning_by_phase"] = captioning_by_phase(cfg, folder, test, vocab, device)
     if model.imagine is not None:
         report["synthesis"] = imagined_grid(cfg, folder, model, test, vocab, device)
+    if cfg.data.wrong_fraction > 0:
+        report["wrong_pairs"] = wrong_pairs_section(model, cfg, vocab, device)
     write_report(report, os.path.join(folder.root, "report.json"), os.path.join(folder.root, "report.md"))
     print(markdown_table(report), end="")
     print(f"report: {os.path.join(folder.root, 'report.json')}")

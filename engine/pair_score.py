@@ -57,7 +57,11 @@ class PairScorer:
         me, se, ml, sl = self.stats
         return weight * (emb - me) / se + (1 - weight) * (ll - ml) / sl
 
+    def fuse(self, emb: np.ndarray, ll: np.ndarray) -> np.ndarray:
+        """The fitted fused score of raw embedding similarities and caption log-likelihoods."""
+        return self._fuse(emb, ll, self.weight)
+
     def score(self, images: torch.Tensor, captions: list[str]) -> np.ndarray:
         """Fused scores ``(P,)`` of normalised images ``(P, 3, S, S)`` with their captions."""
         emb, ll = raw_pair_scores(self.model, images, captions, self.vocab, self.data_cfg.max_caption_len, self.device)
-        return self._fuse(emb, ll, self.weight)
+        return self.fuse(emb, ll)

@@ -63,6 +63,19 @@ def markdown_table(report: dict) -> str:
                          f"(diversity {syn['diversity_ratio']:.2f} of real)")
         if "note" in syn:
             lines.append(f"- note: {syn['note']}")
+    wrong = report.get("wrong_pairs")
+    if wrong:
+        lines += ["", "injected wrong training pairs:", ""]
+        if "fused" in wrong:
+            lines += [f"- {wrong['wrong']} of {wrong['pairs']} training pairs wrong; flagged by the fused score "
+                      f"(w={wrong['weight']:.1f}): AUROC {wrong['fused']['auroc']:.3f}, "
+                      f"AP {wrong['fused']['average_precision']:.3f}",
+                      f"- embedding only: AUROC {wrong['embedding_only']['auroc']:.3f}; caption likelihood only: "
+                      f"AUROC {wrong['likelihood_only']['auroc']:.3f}",
+                      f"- at the val threshold: {100 * wrong['flagged_wrong']:.1f}% of wrong pairs flagged, "
+                      f"{100 * wrong['flagged_correct']:.1f}% of correct ones"]
+        else:
+            lines.append(f"- note: {wrong['note']}")
     ties = report["retrieval"]["embedding"].get("ties")
     if ties:
         lines.append("")

@@ -27,3 +27,22 @@ def best_threshold(scores: np.ndarray, labels: np.ndarray) -> tuple[float, float
     tnr = np.array([(scores[~labels] < t).mean() for t in cuts])
     best = int(np.argmax((tpr + tnr) / 2))
     return float(cuts[best]), float((tpr[best] + tnr[best]) / 2)
+
+
+def average_precision(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Average precision of ``scores`` at ranking ``labels`` 1 first: the mean, over positives, of
+    the precision among pairs scoring at least as high (tied scores count as one cut-off).
+
+    Raises:
+        ValueError: there is no positive.
+    """
+    scores, labels = np.asarray(scores, dtype=np.float64), np.asarray(labels).astype(bool)
+    if not labels.any():
+        raise ValueError("average precision needs at least one positive")
+    order = np.argsort(-scores, kind="stable")
+    s, y = scores[order], labels[order]
+    last = np.r_[s[1:] != s[:-1], True]  # the last index of each run of tied scores
+    hits = np.cumsum(y)[last]
+    seen = (np.flatnonzero(last) + 1).astype(np.float64)
+    new_hits = np.diff(np.r_[0, hits])
+    return float((new_hits * hits / seen).sum() / labels.sum())
