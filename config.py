@@ -147,6 +147,10 @@ class TrainConfig:
     eval_batch_size: int = 256
     log_every: int = 20  # TensorBoard scalars every this many steps
     max_steps: int = 0  # stop after this many steps (0: no limit; for smoke tests)
+    # joint: D step, then one forward/backward of the summed G + decoder + ranking losses (default,
+    # one encoder pass). sequential: the paper's order, D, G, decoder, ranking, each its own
+    # forward, backward and optimizer step.
+    schedule: str = "joint"
 
 
 @dataclass

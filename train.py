@@ -38,7 +38,7 @@ from engine.look import CaptionReward, reference_strings
 from engine.pair_audit import wrong_pairs_section
 from engine.report import markdown_table, retrieval_section, write_json_atomic, write_report
 from engine.run import RunFolder, fresh_folder, load_trained
-from engine.steps import joint_step, look_phase
+from engine.steps import SCHEDULES, joint_step, look_phase, schedule_paths
 from engine.synthesis import save_png, split_grid
 from losses import CiderD
 from losses.ranking import RankingLoss
@@ -160,6 +160,8 @@ def build_vocabulary(cfg: Config, folder: RunFolder, train_split, dist: distribu
 
 
 def run(cfg: Config) -> dict:
+    if cfg.train.schedule not in SCHEDULES:
+        raise ConfigError(f"train.schedule={cfg.train.schedule!r} is not one of {', '.join(SCHEDULES)}")
     dist, device = distributed.setup(cfg.train.device)
     try:
         return _run(cfg, dist, device)
@@ -197,22 +199,27 @@ def train_epoch(cfg: Config, ddp, optimizers: dict, loss_fn: RankingLoss, loader
     max_violation = loss_fn.max_violation_at(epoch)
     bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.train.epochs} ({phase})", disable=writer is None, leave=False)
     pairs, last = 0, float("nan")
+    updates = schedule_paths(cfg, phase, critic is not None)
     for batch in bar:
-        loss, terms = joint_step(ddp, batch, device, cfg, loss_fn, max_violation, phase, reward, critic)
-        if not (torch.isfinite(loss) and all(np.isfinite(v) for v in terms.values())):
-            raise TrainingError(f"non-finite loss at epoch {epoch + 1}, step {state['step']}: {terms}; "
-                                f"the last good checkpoint is {folder.checkpoint('last')}")
-        for opt in optimizers.values():
-            opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.train.grad_clip > 0:
-            for params in groups:
-                torch.nn.utils.clip_grad_norm_(params, cfg.train.grad_clip)
-        for opt in optimizers.values():
-            opt.step()
+        terms, loss_total = {}, 0.0
+        for paths in updates:  # one update (joint), or one per path in the paper's order (sequential)
+            loss, update_terms = joint_step(ddp, batch, device, cfg, loss_fn, max_violation, phase, reward, critic, paths)
+            terms.update(update_terms)
+            if not (torch.isfinite(loss) and all(np.isfinite(v) for v in update_terms.values())):
+                raise TrainingError(f"non-finite loss at epoch {epoch + 1}, step {state['step']}: {terms}; "
+                                    f"the last good checkpoint is {folder.checkpoint('last')}")
+            for opt in optimizers.values():
+                opt.zero_grad(set_to_none=True)  # params a path does not reach keep grad None: Adam skips them
+            loss.backward()
+            if cfg.train.grad_clip > 0:
+                for params in groups:
+                    torch.nn.utils.clip_grad_norm_(params, cfg.train.grad_clip)
+            for opt in optimizers.values():
+                opt.step()
+            loss_total += loss.item()
         state["step"] += 1
         pairs += len(batch[0]) * distributed.torch_world_size()
-        last = loss.item()
+        last = loss_total
         bar.set_postfix(loss=f"{last:.3f}")
         if writer and state["step"] % cfg.train.log_every == 0:
             writer.add_scalar("train/loss", last, state["step"])
@@ -271,7 +278,9 @@ def _run(cfg: Config, dist: distributed.Dist, device: torch.device) -> dict:
     state = {"epoch": -1, "step": 0, "best_rsum": -1.0, "best_epoch": -1, "seconds": 0.0}
     if cfg.train.resume:
         state = resume_state(folder, cfg, model, optimizers, scheduler, critic)
-    ddp = DistributedDataParallel(model) if dist.enabled else model
+    # A sequential update uses only part of the model (the G update never reaches the image encoder).
+    ddp = DistributedDataParallel(model, find_unused_parameters=cfg.train.schedule == "sequential") \
+        if dist.enabled else model
     loss_fn = RankingLoss(cfg.model.measure, cfg.loss.margin, cfg.loss.max_violation, cfg.loss.warmup_epochs)
     scst = cfg.look.lambda_i2t > 0 and cfg.look.scst_epochs > 0
     reward = CaptionReward(train_split, vocab, cfg.look.max_len) if scst else None

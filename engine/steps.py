@@ -41,12 +41,18 @@ def ranking_terms(img: dict, cap: dict, image_ids: torch.Tensor, branch_weights:
     return terms
 
 
-def joint_step(model, batch, device: torch.device, cfg: Config, loss_fn: RankingLoss, max_violation: bool,
-               phase: str, reward: Optional[CaptionReward], critic: Optional[Critic] = None) -> tuple[torch.Tensor, dict]:
-    """Weighted sum of every path's terms for one batch, and the terms as floats for logging.
+# The paper's order within one iteration (after the discriminator): G, the caption decoder, the ranking loss.
+PATHS = ("imagine", "look", "rank")
+SCHEDULES = ("joint", "sequential")
 
-    The paths share one forward pass of the encoders. With a ``critic`` (imagine on), the
-    discriminator is updated here first, on the first ``imagine.batch_pairs`` pairs; the
+
+def joint_step(model, batch, device: torch.device, cfg: Config, loss_fn: RankingLoss, max_violation: bool,
+               phase: str, reward: Optional[CaptionReward], critic: Optional[Critic] = None,
+               paths: tuple = PATHS) -> tuple[torch.Tensor, dict]:
+    """Weighted sum of the terms of ``paths`` for one batch, and the terms as floats for logging.
+
+    The paths share one forward pass of the encoders. With a ``critic`` and ``imagine`` among the
+    paths, the discriminator is updated here first, on the first ``imagine.batch_pairs`` pairs; the
     generator's terms against the updated D then join the sum. The weighted losses go into one
     backward, so each encoder learns from the ranking loss and its generative path together.
     Terms whose name starts with ``_`` are logged, not optimised.
@@ -54,10 +60,14 @@ def joint_step(model, batch, device: torch.device, cfg: Config, loss_fn: Ranking
     raw = model.module if hasattr(model, "module") else model
     images, captions, lengths, image_ids, _ = batch
     images, image_ids = images.to(device, non_blocking=True), image_ids.to(device)
+    critic = critic if "imagine" in paths else None
+    phase = phase if "look" in paths else "off"
     n_gan = (cfg.imagine.batch_pairs or len(images)) if critic is not None else 0
     out = model(images, captions.to(device, non_blocking=True), lengths, look=phase, samples=cfg.look.scst_samples,
                 temperature=cfg.look.temperature, imagine=n_gan, interpolate=cfg.imagine.interpolate)
-    terms = ranking_terms(out["img"], out["cap"], image_ids, raw.matcher.branch_weights, loss_fn, max_violation)
+    terms = {}
+    if "rank" in paths:
+        terms = ranking_terms(out["img"], out["cap"], image_ids, raw.matcher.branch_weights, loss_fn, max_violation)
     if phase != "off":
         for name, value in look_terms(raw.decoder, out, batch, phase, cfg.look, reward).items():
             terms[name] = value if name.startswith("_") else cfg.look.lambda_i2t * value
@@ -68,3 +78,14 @@ def joint_step(model, batch, device: torch.device, cfg: Config, loss_fn: Ranking
             terms[name] = cfg.imagine.lambda_t2i * value
     loss = sum(v for k, v in terms.items() if not k.startswith("_"))
     return loss, {k.lstrip("_"): float(v.detach() if torch.is_tensor(v) else v) for k, v in terms.items()}
+
+
+def schedule_paths(cfg: Config, phase: str, has_critic: bool) -> list[tuple]:
+    """The updates of one iteration, as groups of paths that share a forward and a backward.
+
+    ``train.schedule=joint``: one update with every switched-on path. ``sequential``: the paper's
+    Algorithm 1, one update per path in the order D + G (the discriminator steps inside the
+    imagine update), caption decoder, ranking loss, each with its own forward pass.
+    """
+    on = [p for p in PATHS if (p != "imagine" or has_critic) and (p != "look" or phase != "off")]
+    return [tuple(on)] if cfg.train.schedule == "joint" else [(p,) for p in on]
