@@ -3,9 +3,11 @@
     python evaluate.py RUN_DIR [--split test] [--protocol auto|1k|5k|full] [--checkpoint best|last|PATH]
                        [--out FILE] [--no-captions] [--beam N]
                        [--evaluator OTHER_RUN] [--inception-weights FILE] [--seed 0] [--mismatched 99]
-                       [--rerank K]
+                       [--rerank K] [--no-html]
 
-Prints a Markdown table and writes JSON (default RUN_DIR/eval_{split}.json): retrieval;
+Prints a Markdown table and writes JSON (default RUN_DIR/eval_{split}.json) and, beside it, a
+self-contained HTML page (eval_{split}.html: metrics, retrieved captions and images for sample
+queries, generated captions and images, recall@K curves). The JSON holds retrieval;
 captioning metrics when the run has a caption decoder; synthesis metrics when it has a generator
 and ``--evaluator`` names a separately trained run (matcher without the GAN) whose embedding
 grades the generated images. With ``--rerank K`` (runs with a decoder), ``retrieval.fused`` too:
@@ -29,6 +31,7 @@ from engine.checkpoint import CheckpointError
 from engine.distributed import setup
 from engine.evaluation import PROTOCOLS, encode_split, evaluate_retrieval
 from engine.fused import fused_retrieval
+from engine.html_report import write_html_report
 from engine.pair_audit import wrong_pairs_section
 from engine.report import markdown_table, retrieval_section, write_report
 from engine.run import RunFolder, load_trained
@@ -43,12 +46,13 @@ def evaluate(run_dir: str, split: str = "test", protocol: str = "auto", checkpoi
              device: str = "auto", out: Optional[str] = None, progress: bool = True, captions: bool = True,
              beam_size: Optional[int] = None, evaluator: Optional[str] = None,
              inception_weights: Optional[str] = None, seed: int = 0, mismatched: int = 99,
-             rerank: int = 0) -> dict:
+             rerank: int = 0, html: bool = True) -> dict:
     """Evaluate ``checkpoint`` of ``run_dir`` on ``split``; returns (and writes) the report.
 
     Retrieval always; captioning too when the run has a decoder (and ``captions`` is true), with
     the captions written in COCO results format to ``RUN_DIR/captions_{split}.json``; synthesis
     when the run has a generator and ``evaluator`` names another run trained without the GAN.
+    With ``html``, the page a person reads goes beside the JSON (``eval_test.json`` -> ``eval_test.html``).
     """
     if inception_weights and not evaluator:
         raise ValueError("--inception-weights goes with --evaluator (the synthesis metrics need both the "
@@ -73,6 +77,7 @@ def evaluate(run_dir: str, split: str = "test", protocol: str = "auto", checkpoi
     if rerank:
         report["retrieval"]["fused"] = fused_section(model, cfg, vocab, data, embeddings, result["primary"], rerank,
                                                      dev, progress)
+    results = None
     if model.decoder is not None and captions:
         results = os.path.join(run_dir, f"captions_{split}.json")
         report["captioning"] = evaluate_captions(model, data, vocab, cfg.data, dev, beam_size or cfg.look.beam_size,
@@ -90,6 +95,8 @@ def evaluate(run_dir: str, split: str = "test", protocol: str = "auto", checkpoi
         report["wrong_pairs"] = wrong_pairs_section(model, cfg, vocab, dev, progress)
     out = out or os.path.join(run_dir, f"eval_{split}.json")
     write_report(report, out)
+    if html:
+        write_html_report(os.path.splitext(out)[0] + ".html", report, model, cfg, vocab, data, embeddings, dev, results)
     return report
 
 
@@ -119,6 +126,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     parser.add_argument("--inception-weights", help="local torch-fidelity Inception-v3 weights file: adds the "
                                                     "published FID and IS (needs pip install -e \".[fid]\")")
     parser.add_argument("--seed", type=int, default=0, help="noise and candidate-caption seed for synthesis")
+    parser.add_argument("--no-html", action="store_true", help="skip the HTML page beside the JSON")
     parser.add_argument("--rerank", type=int, default=0, metavar="K",
                         help="re-rank the embedding's top K per query by the fused score (needs a decoder)")
     parser.add_argument("--mismatched", type=int, default=99,
@@ -127,7 +135,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     report = evaluate(args.run_dir, args.split, args.protocol, args.checkpoint, args.device, args.out,
                       captions=not args.no_captions, beam_size=args.beam, evaluator=args.evaluator,
                       inception_weights=args.inception_weights, seed=args.seed, mismatched=args.mismatched,
-                      rerank=args.rerank)
+                      rerank=args.rerank, html=not args.no_html)
     print(markdown_table(report), end="")
     return report
 

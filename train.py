@@ -31,15 +31,15 @@ from data.datasets import PairDataset, collate_pairs, image_transform
 from data.vocab import Vocabulary
 from engine import distributed
 from engine.checkpoint import CheckpointError, config_differences, load_checkpoint, rng_state, save_atomic, set_rng_state
-from engine.captioning import evaluate_captions, generate_captions
+from engine.captioning import generate_captions
 from engine.evaluation import evaluate_retrieval
 from engine.imagine import Critic
 from engine.look import CaptionReward, reference_strings
-from engine.pair_audit import wrong_pairs_section
-from engine.report import markdown_table, retrieval_section, write_json_atomic, write_report
-from engine.run import RunFolder, fresh_folder, load_trained
+from engine.final_report import GRID_CAPTIONS, GRID_SAMPLES, final_report
+from engine.report import write_json_atomic
+from engine.run import RunFolder, fresh_folder
 from engine.steps import SCHEDULES, joint_step, look_phase, schedule_paths
-from engine.synthesis import save_png, split_grid
+from engine.synthesis import split_grid
 from losses import CiderD
 from losses.ranking import RankingLoss
 from models import ModelError
@@ -53,7 +53,6 @@ RESUMABLE_KEYS = ("train.resume", "train.epochs", "train.max_steps", "train.devi
 # Val CIDEr-D each epoch is a progress signal, not the selection metric: a subset keeps it cheap.
 VAL_CAPTION_IMAGES = 500
 # Imagined-image grids: this many captions (the first caption of the first images), images per caption.
-GRID_CAPTIONS, GRID_SAMPLES = 8, 6
 
 
 class TrainingError(RuntimeError):
@@ -317,70 +316,9 @@ def _run(cfg: Config, dist: distributed.Dist, device: torch.device) -> dict:
 
     report = {}
     if dist.main:
+        report = final_report(cfg, folder, device, state, writer)
         writer.close()
-        report = final_report(cfg, folder, device, state)
     distributed.barrier()
-    return report
-
-
-def captioning_by_phase(cfg: Config, folder: RunFolder, test, vocab: Vocabulary, device) -> dict:
-    """Test CIDEr / BLEU-4 of the decoder after cross-entropy (``xe.pt``) and after SCST (``last``)."""
-    phases = {"xe": os.path.join(folder.root, "xe.pt")}
-    if cfg.look.scst_epochs:
-        phases["scst"] = folder.checkpoint("last")
-    out = {}
-    for phase, path in phases.items():
-        if not os.path.exists(path):
-            continue
-        model = load_trained(folder.root, path)[2].to(device)
-        metrics = evaluate_captions(model, test, vocab, cfg.data, device, cfg.look.beam_size,
-                                    cfg.train.eval_batch_size, meteor=False)
-        out[phase] = {k: metrics[k] for k in ("CIDEr", "BLEU-4")}
-    return out
-
-
-def imagined_grid(cfg: Config, folder: RunFolder, model: LIM, test, vocab: Vocabulary, device) -> dict:
-    """``imagined_test.png`` beside the report: real test image, then samples from its first caption."""
-    grid, ratio, texts = split_grid(model, test, vocab, cfg, device, GRID_CAPTIONS, GRID_SAMPLES, cfg.train.seed)
-    save_png(grid, os.path.join(folder.root, "imagined_test.png"))
-    return {"grid": "imagined_test.png", "grid_captions": texts, "diversity_ratio": round(ratio, 3),
-            "note": "R-precision and the Frechet distance need a separately trained evaluator: "
-                    "python evaluate.py RUN_DIR --evaluator OTHER_RUN"}
-
-
-def final_report(cfg: Config, folder: RunFolder, device: torch.device, state: dict) -> dict:
-    """Evaluate the best checkpoint on the test split; write report.json and report.md.
-
-    With a decoder, captioning is reported for ``best`` and, to show what SCST adds, for the
-    decoder at the end of the cross-entropy phase (``xe.pt``) and at the end of training (``last``).
-    """
-    _, vocab, model, ckpt = load_trained(folder.root, "best")
-    model.to(device)
-    test = load_split(cfg.data, "test")
-    result = evaluate_retrieval(model.matcher, test, vocab, cfg.data, device, "auto", cfg.train.eval_batch_size)
-    report = {
-        "dataset": cfg.data.name,
-        "split": "test",
-        "checkpoint": folder.checkpoint("best"),
-        "protocol": result["primary"],
-        "best_epoch": ckpt["best_epoch"] + 1,
-        "val_rsum": round(ckpt["best_rsum"], 2),
-        "train_seconds": round(state["seconds"], 1),
-        "steps": state["step"],
-        "retrieval": retrieval_section(result),
-    }
-    if model.decoder is not None:
-        report["captioning"] = evaluate_captions(model, test, vocab, cfg.data, device, cfg.look.beam_size,
-                                                 cfg.train.eval_batch_size,
-                                                 results_path=os.path.join(folder.root, "captions_test.json"))
-        report["captioning_by_phase"] = captioning_by_phase(cfg, folder, test, vocab, device)
-    if model.imagine is not None:
-        report["synthesis"] = imagined_grid(cfg, folder, model, test, vocab, device)
-    if cfg.data.wrong_fraction > 0:
-        report["wrong_pairs"] = wrong_pairs_section(model, cfg, vocab, device)
-    write_report(report, os.path.join(folder.root, "report.json"), os.path.join(folder.root, "report.md"))
-    print(markdown_table(report), end="")
-    print(f"report: {os.path.join(folder.root, 'report.json')}")
     return report
 
 

@@ -51,9 +51,10 @@ def detection_metrics(suspicion: np.ndarray, wrong: np.ndarray) -> dict:
     return {"auroc": round(auroc(suspicion, wrong), 4), "average_precision": round(average_precision(suspicion, wrong), 4)}
 
 
-def wrong_pair_detection(scorer: PairScorer, split: Split, progress: bool = False) -> dict:
+def wrong_pair_detection(scorer: PairScorer, split: Split, progress: bool = False, writer=None, step: int = 0) -> dict:
     """How well the fused pair score (and each of its two parts) flags the injected wrong pairs of
-    ``split``: AUROC, average precision, and the flag rates at the threshold fitted on val."""
+    ``split``: AUROC, average precision, and the flag rates at the threshold fitted on val. With a
+    TensorBoard ``writer``, also the precision-recall curve of the score at finding the correct pairs."""
     wrong = wrong_pair_labels(split)
     if wrong.sum() == 0 or wrong.sum() == len(wrong):
         raise ValueError(f"{split.name}: wrong-pair detection needs both injected wrong pairs and correct pairs "
@@ -61,6 +62,9 @@ def wrong_pair_detection(scorer: PairScorer, split: Split, progress: bool = Fals
     emb, ll = split_pair_scores(scorer.model, split, scorer.vocab, scorer.data_cfg, scorer.device, progress=progress)
     fused = scorer.fuse(emb, ll)
     flagged = fused < scorer.threshold
+    if writer is not None:
+        writer.add_pr_curve("wrong_pairs/fused_score_finds_correct_pairs", torch.from_numpy(1 - wrong),
+                            torch.sigmoid(torch.from_numpy(fused - scorer.threshold)), step)
     return {
         "pairs": int(len(wrong)), "wrong": int(wrong.sum()), "weight": float(scorer.weight),
         "fused": detection_metrics(-fused, wrong),
@@ -71,11 +75,12 @@ def wrong_pair_detection(scorer: PairScorer, split: Split, progress: bool = Fals
     }
 
 
-def wrong_pairs_section(model: LIM, cfg, vocab: Vocabulary, device: torch.device, progress: bool = False) -> dict:
+def wrong_pairs_section(model: LIM, cfg, vocab: Vocabulary, device: torch.device, progress: bool = False,
+                        writer=None, step: int = 0) -> dict:
     """The report's ``wrong_pairs`` block for a run trained with ``data.wrong_fraction``: how well the
     fused pair score (fitted on val) flags the training pairs that were made wrong."""
     if model.decoder is None:
         return {"note": "this run trained on injected wrong pairs but has no caption decoder (look.lambda_i2t=0); "
                         "the fused pair score that flags them needs one"}
     scorer = PairScorer(model, load_split(cfg.data, "val"), vocab, cfg.data, device)
-    return wrong_pair_detection(scorer, load_split(cfg.data, "train"), progress)
+    return wrong_pair_detection(scorer, load_split(cfg.data, "train"), progress, writer, step)

@@ -85,7 +85,7 @@ def markdown_table(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _write_atomic(path: str, text: str) -> None:
+def write_text_atomic(path: str, text: str) -> None:
     tmp = f"{path}.tmp.{os.getpid()}"
     with open(tmp, "w") as f:
         f.write(text)
@@ -93,10 +93,10 @@ def _write_atomic(path: str, text: str) -> None:
 
 
 def write_json_atomic(path: str, data) -> None:
-    _write_atomic(path, json.dumps(data, indent=1) + "\n")
+    write_text_atomic(path, json.dumps(data, indent=1) + "\n")
 
 
 def write_report(report: dict, json_path: str, md_path: str | None = None) -> None:
-    _write_atomic(json_path, json.dumps(report, indent=2) + "\n")
+    write_text_atomic(json_path, json.dumps(report, indent=2) + "\n")
     if md_path:
-        _write_atomic(md_path, "# Report\n\n" + markdown_table(report))
+        write_text_atomic(md_path, "# Report\n\n" + markdown_table(report))

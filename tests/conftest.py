@@ -49,3 +49,14 @@ def write_karpathy(root: str, n_per_split=(4, 2, 2), modes=("RGB", "RGBA", "L", 
 def karpathy_dir(tmp_path):
     """(json_path, image_root) of a tiny valid Karpathy set."""
     return write_karpathy(str(tmp_path)), str(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def reported_run(tmp_path_factory):
+    """Folder of a tiny one-epoch run with all three paths, its report.html included (trained once)."""
+    import train
+    from tests.test_train import tiny
+
+    tmp = tmp_path_factory.mktemp("reported")
+    train.main(tiny(tmp, **{"train.epochs": 1, "look.scst_epochs": 0}))
+    return tmp / "run"

@@ -1,0 +1,92 @@
+"""The end of a training run: the best checkpoint on the test split, as report.json, report.md and
+report.html, with the imagined-image grid and, for runs on injected wrong pairs, their detection."""
+from __future__ import annotations
+
+import os
+
+import torch
+
+from config import Config
+from data import load_split
+from data.vocab import Vocabulary
+from models.lim import LIM
+
+from .captioning import evaluate_captions
+from .evaluation import encode_split, evaluate_retrieval
+from .html_report import write_html_report
+from .pair_audit import wrong_pairs_section
+from .report import markdown_table, retrieval_section, write_report
+from .run import RunFolder, load_trained
+from .synthesis import save_png, split_grid
+
+GRID_CAPTIONS, GRID_SAMPLES = 8, 6
+
+
+def captioning_by_phase(cfg: Config, folder: RunFolder, test, vocab: Vocabulary, device) -> dict:
+    """Test CIDEr / BLEU-4 of the decoder after cross-entropy (``xe.pt``) and after SCST (``last``)."""
+    phases = {"xe": os.path.join(folder.root, "xe.pt")}
+    if cfg.look.scst_epochs:
+        phases["scst"] = folder.checkpoint("last")
+    out = {}
+    for phase, path in phases.items():
+        if not os.path.exists(path):
+            continue
+        model = load_trained(folder.root, path)[2].to(device)
+        metrics = evaluate_captions(model, test, vocab, cfg.data, device, cfg.look.beam_size,
+                                    cfg.train.eval_batch_size, meteor=False)
+        out[phase] = {k: metrics[k] for k in ("CIDEr", "BLEU-4")}
+    return out
+
+
+def imagined_grid(cfg: Config, folder: RunFolder, model: LIM, test, vocab: Vocabulary, device) -> tuple:
+    """``imagined_test.png`` beside the report (real test image, then samples from its first caption):
+    the report's ``synthesis`` block and the grid."""
+    grid, ratio, texts = split_grid(model, test, vocab, cfg, device, GRID_CAPTIONS, GRID_SAMPLES, cfg.train.seed)
+    save_png(grid, os.path.join(folder.root, "imagined_test.png"))
+    return {"grid": "imagined_test.png", "grid_captions": texts, "diversity_ratio": round(ratio, 3),
+            "note": "R-precision and the Frechet distance need a separately trained evaluator: "
+                    "python evaluate.py RUN_DIR --evaluator OTHER_RUN"}, grid
+
+
+def final_report(cfg: Config, folder: RunFolder, device: torch.device, state: dict, writer=None) -> dict:
+    """Evaluate the best checkpoint on the test split; write report.json, report.md and report.html.
+
+    With a decoder, captioning is reported for ``best`` and, to show what SCST adds, for the
+    decoder at the end of the cross-entropy phase (``xe.pt``) and at the end of training (``last``).
+    """
+    _, vocab, model, ckpt = load_trained(folder.root, "best")
+    model.to(device)
+    test = load_split(cfg.data, "test")
+    embeddings = encode_split(model.matcher, test, vocab, cfg.data, device, cfg.train.eval_batch_size, False)
+    result = evaluate_retrieval(model.matcher, test, vocab, cfg.data, device, "auto", cfg.train.eval_batch_size,
+                                False, embeddings)
+    report = {
+        "dataset": cfg.data.name,
+        "split": "test",
+        "checkpoint": folder.checkpoint("best"),
+        "protocol": result["primary"],
+        "best_epoch": ckpt["best_epoch"] + 1,
+        "val_rsum": round(ckpt["best_rsum"], 2),
+        "train_seconds": round(state["seconds"], 1),
+        "steps": state["step"],
+        "retrieval": retrieval_section(result),
+    }
+    if model.decoder is not None:
+        report["captioning"] = evaluate_captions(model, test, vocab, cfg.data, device, cfg.look.beam_size,
+                                                 cfg.train.eval_batch_size,
+                                                 results_path=os.path.join(folder.root, "captions_test.json"))
+        report["captioning_by_phase"] = captioning_by_phase(cfg, folder, test, vocab, device)
+    grid = None
+    if model.imagine is not None:
+        report["synthesis"], grid = imagined_grid(cfg, folder, model, test, vocab, device)
+    if cfg.data.wrong_fraction > 0:
+        report["wrong_pairs"] = wrong_pairs_section(model, cfg, vocab, device, writer=writer, step=state["step"])
+    write_report(report, os.path.join(folder.root, "report.json"), os.path.join(folder.root, "report.md"))
+    results = report.get("captioning", {}).get("results_file")
+    write_html_report(os.path.join(folder.root, "report.html"), report, model, cfg, vocab, test, embeddings, device,
+                      results, grid)
+    print(markdown_table(report), end="")
+    print(f"report: {os.path.join(folder.root, 'report.json')}")
+    return report
+
+
