@@ -83,6 +83,21 @@ class LossConfig:
     margin: float = 0.05  # 0.05 for order, 0.2 for cosine
     max_violation: bool = True  # hardest negative per query (VSE++) once warm-up is over
     warmup_epochs: int = 4  # epochs of the sum form first (hardest-negative cold starts collapse)
+    # Adaptive hard negatives: a queue of this many recent (detached) image and caption embeddings
+    # joins every batch's candidates, so the hardest negative is mined from a pool that grows
+    # harder as the embedding improves (0: off, in-batch negatives only).
+    mined_negatives: int = 0
+
+
+@dataclass
+class RobustConfig:
+    """Training on pairs some of which are wrong, without labels (noisy correspondence)."""
+
+    # Each epoch after warmup_epochs, fit a two-component mixture to the training pairs' recorded
+    # ranking losses and weight every pair's ranking, decoder and GAN-matching terms by its
+    # clean probability (the small-loss component's posterior).
+    enabled: bool = False
+    warmup_epochs: int = 5  # > loss.warmup_epochs: fit on hardest-negative losses, not the sum form's
 
 
 @dataclass
@@ -160,6 +175,7 @@ class Config:
     loss: LossConfig = field(default_factory=LossConfig)
     look: LookConfig = field(default_factory=LookConfig)
     imagine: ImagineConfig = field(default_factory=ImagineConfig)
+    robust: RobustConfig = field(default_factory=RobustConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
 

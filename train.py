@@ -38,7 +38,8 @@ from engine.look import CaptionReward, reference_strings
 from engine.final_report import GRID_CAPTIONS, GRID_SAMPLES, final_report
 from engine.report import write_json_atomic
 from engine.run import RunFolder, fresh_folder
-from engine.steps import SCHEDULES, joint_step, look_phase, schedule_paths
+from engine.robust import PairLossRecord
+from engine.steps import SCHEDULES, NegativeQueue, PairState, joint_step, look_phase, schedule_paths
 from engine.synthesis import split_grid
 from losses import CiderD
 from losses.ranking import RankingLoss
@@ -95,14 +96,16 @@ def make_loader(cfg: Config, split, vocab: Vocabulary, epoch: int, dist: distrib
 
 
 def save_checkpoint(path: str, model, optimizers: dict, scheduler, cfg: Config, vocab: Vocabulary, state: dict,
-                    feature_dim: Optional[int], critic: Optional[Critic]) -> None:
+                    feature_dim: Optional[int], critic: Optional[Critic], pairs: Optional[PairState] = None) -> None:
     raw = model.module if hasattr(model, "module") else model
+    record = pairs.record if pairs is not None else None
     save_atomic({
         "model": raw.state_dict(),
         "optimizers": {name: opt.state_dict() for name, opt in optimizers.items()},
         "critic": None if critic is None else {"model": critic.module.state_dict(),
                                                "optimizer": critic.optimizer.state_dict(), "skipped": critic.skipped},
         "scheduler": scheduler.state_dict(),
+        "pair_losses": None if record is None else record.state_dict(),
         "config": to_dict(cfg),
         "vocab": vocab.words,
         "image_feature_dim": feature_dim,
@@ -111,7 +114,8 @@ def save_checkpoint(path: str, model, optimizers: dict, scheduler, cfg: Config, 
     }, path)
 
 
-def resume_state(folder: RunFolder, cfg: Config, model, optimizers: dict, scheduler, critic: Optional[Critic]) -> dict:
+def resume_state(folder: RunFolder, cfg: Config, model, optimizers: dict, scheduler, critic: Optional[Critic],
+                 pairs: Optional[PairState] = None) -> dict:
     """Load ``last`` into the model and optimizers; refuse a checkpoint from another config."""
     ckpt = load_checkpoint(folder.checkpoint("last"))
     diffs = [d for d in config_differences(ckpt["config"], to_dict(cfg)) if d.split(":")[0] not in RESUMABLE_KEYS]
@@ -128,6 +132,8 @@ def resume_state(folder: RunFolder, cfg: Config, model, optimizers: dict, schedu
         critic.module.load_state_dict(ckpt["critic"]["model"], strict=True)
         critic.optimizer.load_state_dict(ckpt["critic"]["optimizer"])
         critic.skipped = ckpt["critic"]["skipped"]
+    if pairs is not None and pairs.record is not None and ckpt.get("pair_losses") is not None:
+        pairs.record.load_state_dict(ckpt["pair_losses"])
     set_rng_state(ckpt["rng"])
     return {k: ckpt[k] for k in ("epoch", "step", "best_rsum", "best_epoch", "seconds")}
 
@@ -185,9 +191,23 @@ def build_optimizers(cfg: Config, model: LIM) -> tuple[dict, torch.optim.lr_sche
     return optimizers, scheduler
 
 
+def start_weighting(cfg: Config, pairs: PairState, epoch: int, writer, step: int) -> None:
+    """Robust training: from ``robust.warmup_epochs`` on, refit the clean/noisy mixture to the
+    recorded pair losses at the start of each epoch and weight this epoch's pairs by it."""
+    if pairs.record is None:
+        return
+    pairs.weighting = epoch >= cfg.robust.warmup_epochs and pairs.record.refit()
+    if pairs.weighting and writer is not None:
+        seen = pairs.record.losses[np.isfinite(pairs.record.losses)]
+        clean = pairs.record.clean_probability(seen)
+        writer.add_scalar("robust/clean_fraction", float((clean > 0.5).mean()), step)
+        writer.add_scalar("robust/noisy_component_weight", pairs.record.mixture.weights[1], step)
+        writer.add_histogram("robust/clean_probability", clean, step)
+
+
 def train_epoch(cfg: Config, ddp, optimizers: dict, loss_fn: RankingLoss, loader: DataLoader, device,
                 epoch: int, state: dict, writer, folder: RunFolder, reward: Optional[CaptionReward],
-                critic: Optional[Critic]) -> dict:
+                critic: Optional[Critic], pair_state: Optional[PairState] = None) -> dict:
     """One pass over the loader; returns ``{"loss", "pairs", "phase"}`` for the epoch summary."""
     phase = look_phase(cfg, epoch)
     if "look" in optimizers:
@@ -202,7 +222,8 @@ def train_epoch(cfg: Config, ddp, optimizers: dict, loss_fn: RankingLoss, loader
     for batch in bar:
         terms, loss_total = {}, 0.0
         for paths in updates:  # one update (joint), or one per path in the paper's order (sequential)
-            loss, update_terms = joint_step(ddp, batch, device, cfg, loss_fn, max_violation, phase, reward, critic, paths)
+            loss, update_terms = joint_step(ddp, batch, device, cfg, loss_fn, max_violation, phase, reward, critic, paths,
+                                            pair_state)
             terms.update(update_terms)
             if not (torch.isfinite(loss) and all(np.isfinite(v) for v in update_terms.values())):
                 raise TrainingError(f"non-finite loss at epoch {epoch + 1}, step {state['step']}: {terms}; "
@@ -274,9 +295,11 @@ def _run(cfg: Config, dist: distributed.Dist, device: torch.device) -> dict:
     model = LIM(cfg.model, cfg.look, cfg.imagine, len(vocab), feature_dim).to(device)
     optimizers, scheduler = build_optimizers(cfg, model)
     critic = Critic(cfg.imagine, cfg.train.grad_clip).to(device) if model.imagine is not None else None
+    pairs = PairState(record=PairLossRecord(train_split.num_captions) if cfg.robust.enabled else None,
+                      queue=NegativeQueue(cfg.loss.mined_negatives) if cfg.loss.mined_negatives > 0 else None)
     state = {"epoch": -1, "step": 0, "best_rsum": -1.0, "best_epoch": -1, "seconds": 0.0}
     if cfg.train.resume:
-        state = resume_state(folder, cfg, model, optimizers, scheduler, critic)
+        state = resume_state(folder, cfg, model, optimizers, scheduler, critic, pairs)
     # A sequential update uses only part of the model (the G update never reaches the image encoder).
     ddp = DistributedDataParallel(model, find_unused_parameters=cfg.train.schedule == "sequential") \
         if dist.enabled else model
@@ -291,8 +314,9 @@ def _run(cfg: Config, dist: distributed.Dist, device: torch.device) -> dict:
         start = time.time()
         ddp.train()
         loader = make_loader(cfg, train_split, vocab, epoch, dist)
+        start_weighting(cfg, pairs, epoch, writer, state["step"])
         summary = train_epoch(cfg, ddp, optimizers, loss_fn, loader, device, epoch, state, writer, folder, reward,
-                              critic)
+                              critic, pairs)
         scheduler.step()
         seconds = time.time() - start
         state["seconds"] += seconds
@@ -308,7 +332,7 @@ def _run(cfg: Config, dist: distributed.Dist, device: torch.device) -> dict:
                 targets.append(os.path.join(folder.root, "xe.pt"))  # the decoder as cross-entropy left it
             for which in targets:
                 save_checkpoint(folder.checkpoint(which), ddp, optimizers, scheduler, cfg, vocab, state, feature_dim,
-                                critic)
+                                critic, pairs)
             print(f"epoch {epoch + 1} ({summary['phase']}): loss {summary['loss']:.3f}, {text} "
                   f"(best rsum {state['best_rsum']:.1f} at epoch {state['best_epoch'] + 1}), "
                   f"{summary['pairs'] / max(seconds, 1e-9):.0f} pairs/s")

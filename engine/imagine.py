@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -101,7 +102,7 @@ class Critic:
 
 
 def generator_terms(critic: Critic, out: dict, cfg: ImagineConfig, matcher=None, image_ids=None,
-                    encoder_size: int = 0) -> dict[str, torch.Tensor]:
+                    encoder_size: int = 0, weights: Optional[torch.Tensor] = None) -> dict[str, torch.Tensor]:
     """G's terms for the joint objective: ``gan_g`` (adversarial, + GAN-INT), ``gan_kl`` (weighted)
     and, with ``imagine.match_weight > 0`` and a ``matcher``, ``gan_match`` (weighted).
 
@@ -109,7 +110,8 @@ def generator_terms(critic: Critic, out: dict, cfg: ImagineConfig, matcher=None,
     imagine path only through the generator's input ``c`` and the KL term. ``gan_match`` asks the
     matcher's image encoder (frozen, BatchNorm in eval mode, so fake images never train it) to
     find each of the first ``imagine.match_pairs`` generated images closest to its own caption
-    among theirs: the match path teaching imagine.
+    among theirs: the match path teaching imagine. ``weights (B,)`` (robust training) scale each
+    pair's ``gan_match`` terms.
     """
     with frozen(critic.module) as d:
         terms = generator_loss(d(out["fake"], out["mu"].detach()), out["mu"], out["logvar"], cfg.kl_weight)
@@ -128,5 +130,7 @@ def generator_terms(critic: Critic, out: dict, cfg: ImagineConfig, matcher=None,
             finally:
                 encoder.train(was_training)
         captions = {k: v[:n].detach() for k, v in out["cap"].items()}
-        result["gan_match"] = cfg.match_weight * generated_match_loss(matcher.similarity(emb, captions), image_ids[:n])
+        w = None if weights is None else weights[:n]
+        result["gan_match"] = cfg.match_weight * generated_match_loss(matcher.similarity(emb, captions), image_ids[:n],
+                                                                      weights=w)
     return result

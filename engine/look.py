@@ -1,7 +1,7 @@
 """Look-path helpers: caption strings for CIDEr-D, the SCST reward, and the look loss terms."""
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
@@ -48,11 +48,13 @@ class CaptionReward:
         return torch.as_tensor(np.asarray(scores), dtype=torch.float32).view(-1, n)
 
 
-def look_terms(decoder, out: dict, batch, phase: str, cfg: LookConfig, reward: CaptionReward) -> dict:
-    """The decoder's loss terms for one batch: ``look_xe``, or ``look_scst`` plus logged values."""
+def look_terms(decoder, out: dict, batch, phase: str, cfg: LookConfig, reward: CaptionReward,
+               weights: Optional[torch.Tensor] = None) -> dict:
+    """The decoder's loss terms for one batch: ``look_xe``, or ``look_scst`` plus logged values;
+    ``weights (B,)`` (robust training) scale each pair's terms."""
     _, captions, lengths, image_ids, _ = batch
     if phase == "xe":
-        return {"look_xe": caption_xe(out["logits"], captions.to(out["logits"].device), lengths)}
+        return {"look_xe": caption_xe(out["logits"], captions.to(out["logits"].device), lengths, weights)}
     rewards = reward(image_ids, out["tokens"])  # (B, n)
     if cfg.scst_baseline == "greedy":
         was_training = decoder.training
@@ -66,5 +68,5 @@ def look_terms(decoder, out: dict, batch, phase: str, cfg: LookConfig, reward: C
     else:
         raise ValueError(f"look.scst_baseline={cfg.scst_baseline!r} is not mean or greedy")
     device = out["logprobs"].device
-    terms = self_critical(out["logprobs"], out["mask"], rewards.to(device), baseline.to(device))
+    terms = self_critical(out["logprobs"], out["mask"], rewards.to(device), baseline.to(device), weights)
     return {"look_scst": terms.loss, "_reward": terms.reward, "_baseline": terms.baseline}

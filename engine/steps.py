@@ -1,7 +1,8 @@
 """One joint training step: the ranking loss of the matcher plus the switched-on generative paths."""
 from __future__ import annotations
 
-from typing import Optional
+from dataclasses import dataclass
+from typing import Callable, Optional
 
 import torch
 
@@ -11,6 +12,7 @@ from losses.ranking import RankingLoss
 from . import distributed
 from .imagine import Critic, gan_images, generator_terms
 from .look import CaptionReward, look_terms
+from .robust import PairLossRecord
 
 
 def look_phase(cfg: Config, epoch: int) -> str:
@@ -22,23 +24,73 @@ def look_phase(cfg: Config, epoch: int) -> str:
     return "scst" if cfg.look.scst_epochs > 0 and epoch >= first_scst else "xe"
 
 
+class NegativeQueue:
+    """The last ``size`` image and caption embeddings (detached, per branch) with their image ids:
+    extra candidates for every batch, so the hardest negatives are mined from the current
+    embedding beyond the batch (``loss.mined_negatives``). Same-image entries are masked by id."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self.img: dict = {}
+        self.cap: dict = {}
+        self.ids: Optional[torch.Tensor] = None
+
+    def candidates(self, branch: str) -> tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
+        return self.img.get(branch), self.cap.get(branch)
+
+    def push(self, img: dict, cap: dict, ids: torch.Tensor) -> None:
+        for store, new in ((self.img, img), (self.cap, cap)):
+            for k, v in new.items():
+                old = store.get(k)
+                store[k] = (v.detach() if old is None else torch.cat([v.detach(), old]))[:self.size]
+        self.ids = (ids if self.ids is None else torch.cat([ids, self.ids]))[:self.size]
+
+
+@dataclass
+class PairState:
+    """What a step carries beyond the batch: the per-pair loss record of robust training (and
+    whether its clean probabilities weight this epoch's pairs) and the mined-negative queue."""
+
+    record: Optional[PairLossRecord] = None
+    weighting: bool = False
+    queue: Optional[NegativeQueue] = None
+
+
 def ranking_terms(img: dict, cap: dict, image_ids: torch.Tensor, branch_weights: dict, loss_fn: RankingLoss,
-                  max_violation: bool) -> dict:
-    """``rank_<branch>`` per branch; under torchrun the negatives come from every process."""
+                  max_violation: bool, queue: Optional[NegativeQueue] = None,
+                  weigh: Optional[Callable[[torch.Tensor], torch.Tensor]] = None) -> tuple[dict, torch.Tensor, Optional[torch.Tensor]]:
+    """``rank_<branch>`` per branch, each pair's (detached) total loss ``(B,)`` and the pair
+    weights ``weigh`` made from it (None without). Under torchrun the negatives come from every
+    process; a ``queue`` adds its mined candidates."""
     gathered = distributed.torch_world_size() > 1
     extra = {}
     if gathered:
         extra = {"all_ids": distributed.gather_with_grad(image_ids), "offset": distributed.torch_rank() * len(image_ids)}
-    terms = {}
+    mined = queue is not None and queue.ids is not None
+    if mined and not gathered:
+        extra = {"all_ids": torch.cat([image_ids, queue.ids]), "offset": 0}
+    elif mined:
+        extra["all_ids"] = torch.cat([extra["all_ids"], queue.ids])
+    per_pair = {}
     for branch, weight in branch_weights.items():
         if weight == 0:
             continue
+        all_im, all_cap = img[branch], cap[branch]
         if gathered:
-            extra["all_im"] = distributed.gather_with_grad(img[branch])
-            extra["all_cap"] = distributed.gather_with_grad(cap[branch])
-        terms[f"rank_{branch}"] = weight * loss_fn(img[branch], cap[branch], image_ids=image_ids,
-                                                   max_violation=max_violation, **extra)
-    return terms
+            all_im, all_cap = distributed.gather_with_grad(all_im), distributed.gather_with_grad(all_cap)
+        if mined:
+            q_im, q_cap = queue.candidates(branch)
+            all_im, all_cap = torch.cat([all_im, q_im]), torch.cat([all_cap, q_cap])
+        if gathered or mined:
+            extra["all_im"], extra["all_cap"] = all_im, all_cap
+        per_pair[branch] = weight * loss_fn(img[branch], cap[branch], image_ids=image_ids,
+                                            max_violation=max_violation, per_pair=True, **extra)
+    total = sum(per_pair.values()).detach()
+    weights = weigh(total) if weigh is not None else None
+    terms = {f"rank_{b}": (v if weights is None else v * weights).sum() for b, v in per_pair.items()}
+    if queue is not None:
+        queue.push({b: img[b] for b in per_pair}, {b: cap[b] for b in per_pair}, image_ids)
+    return terms, total, weights
 
 
 # The paper's order within one iteration (after the discriminator): G, the caption decoder, the ranking loss.
@@ -48,7 +100,7 @@ SCHEDULES = ("joint", "sequential")
 
 def joint_step(model, batch, device: torch.device, cfg: Config, loss_fn: RankingLoss, max_violation: bool,
                phase: str, reward: Optional[CaptionReward], critic: Optional[Critic] = None,
-               paths: tuple = PATHS) -> tuple[torch.Tensor, dict]:
+               paths: tuple = PATHS, pairs: Optional[PairState] = None) -> tuple[torch.Tensor, dict]:
     """Weighted sum of the terms of ``paths`` for one batch, and the terms as floats for logging.
 
     The paths share one forward pass of the encoders. With a ``critic`` and ``imagine`` among the
@@ -56,28 +108,51 @@ def joint_step(model, batch, device: torch.device, cfg: Config, loss_fn: Ranking
     generator's terms against the updated D then join the sum. The weighted losses go into one
     backward, so each encoder learns from the ranking loss and its generative path together.
     Terms whose name starts with ``_`` are logged, not optimised.
+
+    With ``pairs``: each pair's ranking loss is recorded (robust training), and while
+    ``pairs.weighting`` is on, each pair's clean probability under the record's mixture weights its
+    ranking, decoder and GAN-matching terms; ``pairs.queue`` adds mined negatives.
     """
     raw = model.module if hasattr(model, "module") else model
-    images, captions, lengths, image_ids, _ = batch
+    pairs = pairs or PairState()
+    images, captions, lengths, image_ids, caption_ids = batch
     images, image_ids = images.to(device, non_blocking=True), image_ids.to(device)
     critic = critic if "imagine" in paths else None
     phase = phase if "look" in paths else "off"
     n_gan = (cfg.imagine.batch_pairs or len(images)) if critic is not None else 0
     out = model(images, captions.to(device, non_blocking=True), lengths, look=phase, samples=cfg.look.scst_samples,
                 temperature=cfg.look.temperature, imagine=n_gan, interpolate=cfg.imagine.interpolate)
-    terms = {}
-    if "rank" in paths:
-        terms = ranking_terms(out["img"], out["cap"], image_ids, raw.matcher.branch_weights, loss_fn, max_violation)
+    terms, weights = {}, None
+    weigh = pairs.record.weights if pairs.record is not None and pairs.weighting else None
+    if "rank" in paths or weigh is not None:  # the weights come from the pairs' ranking losses
+        rank, per_pair, weights = ranking_terms(out["img"], out["cap"], image_ids, raw.matcher.branch_weights,
+                                                loss_fn, max_violation, pairs.queue if "rank" in paths else None,
+                                                weigh)
+        if "rank" in paths:
+            terms.update(rank)
+            if pairs.record is not None:
+                record_losses(pairs.record, caption_ids, per_pair)
+        if weights is not None:
+            terms["_clean_weight_mean"] = weights.mean()
     if phase != "off":
-        for name, value in look_terms(raw.decoder, out, batch, phase, cfg.look, reward).items():
+        for name, value in look_terms(raw.decoder, out, batch, phase, cfg.look, reward, weights).items():
             terms[name] = value if name.startswith("_") else cfg.look.lambda_i2t * value
     if critic is not None:
         real = gan_images(images[:n_gan], cfg.imagine.image_size)  # (n, 3, S, S) in [-1, 1]
         terms.update({f"_{k}": v for k, v in critic.step(real, out, image_ids[:n_gan]).items()})
-        for name, value in generator_terms(critic, out, cfg.imagine, raw.matcher, image_ids, cfg.data.image_size).items():
+        for name, value in generator_terms(critic, out, cfg.imagine, raw.matcher, image_ids, cfg.data.image_size,
+                                           weights).items():
             terms[name] = cfg.imagine.lambda_t2i * value
     loss = sum(v for k, v in terms.items() if not k.startswith("_"))
     return loss, {k.lstrip("_"): float(v.detach() if torch.is_tensor(v) else v) for k, v in terms.items()}
+
+
+def record_losses(record: PairLossRecord, caption_ids: torch.Tensor, losses: torch.Tensor) -> None:
+    """Record a batch's per-pair losses; under torchrun every process records every process's pairs."""
+    if distributed.torch_world_size() > 1:
+        caption_ids = distributed.gather_with_grad(caption_ids.to(losses.device))
+        losses = distributed.gather_with_grad(losses)
+    record.record(caption_ids, losses)
 
 
 def schedule_paths(cfg: Config, phase: str, has_critic: bool) -> list[tuple]:

@@ -31,11 +31,15 @@ def target_log_probs(logits: torch.Tensor, captions: torch.Tensor,
     return logp * mask, mask
 
 
-def caption_xe(logits: torch.Tensor, captions: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+def caption_xe(logits: torch.Tensor, captions: torch.Tensor, lengths: torch.Tensor,
+               weights: torch.Tensor | None = None) -> torch.Tensor:
     """Mean cross-entropy over all target tokens of the batch (a scalar).
 
     A token-level mean: every target token of the batch weighs the same, whatever its caption's
-    length. Shapes as in :func:`target_log_probs`.
+    length. Shapes as in :func:`target_log_probs`; ``weights (B,)`` scales each caption's tokens
+    (the mean keeps the unweighted token count, so down-weighting a pair lowers the loss).
     """
     logp, mask = target_log_probs(logits, captions, lengths)
+    if weights is not None:
+        logp = logp * weights.to(logp.dtype)[:, None]
     return -logp.sum() / mask.sum()

@@ -71,15 +71,20 @@ def mismatched_indices(image_ids: torch.Tensor, generator: Optional[torch.Genera
     return scores.masked_fill(~allowed, -1.0).argmax(1)  # uniform among the allowed rows
 
 
-def generated_match_loss(scores: torch.Tensor, image_ids: torch.Tensor, scale: float = 10.0) -> torch.Tensor:
+def generated_match_loss(scores: torch.Tensor, image_ids: torch.Tensor, scale: float = 10.0,
+                         weights: torch.Tensor | None = None) -> torch.Tensor:
     """Matching loss of generated images (DAMSM-style, AttnGAN arXiv 1711.10485), a scalar.
 
     ``scores (n, n)``: similarity of generated image ``i`` (made from caption ``i``) to caption
     ``j``. Softmax cross-entropy over ``scale * scores`` in both directions, the diagonal being the
-    target; other captions of the same image are masked out (they are not negatives).
+    target; other captions of the same image are masked out (they are not negatives). ``weights
+    (n,)`` scale each generated image's two terms (robust training); the mean stays over ``n``.
     """
     same = image_ids[:, None] == image_ids[None, :]  # (n, n)
     eye = torch.eye(len(scores), dtype=torch.bool, device=scores.device)
     logits = (scale * scores).masked_fill(same & ~eye, float("-inf"))
     target = torch.arange(len(scores), device=scores.device)
-    return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target))
+    per = F.cross_entropy(logits, target, reduction="none") + F.cross_entropy(logits.t(), target, reduction="none")
+    if weights is not None:
+        per = per * weights.to(per.dtype)
+    return 0.5 * per.mean()

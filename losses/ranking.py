@@ -68,8 +68,10 @@ class RankingLoss(nn.Module):
         all_ids: Optional[torch.Tensor] = None,
         offset: int = 0,
         max_violation: Optional[bool] = None,
+        per_pair: bool = False,
     ) -> torch.Tensor:
-        """The summed loss of the local queries (a scalar).
+        """The summed loss of the local queries (a scalar), or with ``per_pair`` each local pair's
+        two query terms ``(B,)`` (weighted), whose sum is the scalar.
 
         Args:
             im: ``(B, D)`` image embeddings; row k is the positive of ``cap`` row k.
@@ -119,10 +121,10 @@ class RankingLoss(nn.Module):
             per_query_c, per_query_im = cost_c.max(dim=1).values, cost_im.max(dim=0).values  # (B,), (B,)
         else:
             per_query_c, per_query_im = cost_c.sum(dim=1), cost_im.sum(dim=0)  # (B,), (B,)
-        per_pair = per_query_c + per_query_im  # (B,)
+        pair_loss = per_query_c + per_query_im  # (B,)
         if weights is not None:
-            per_pair = per_pair * weights
-        return per_pair.sum()
+            pair_loss = pair_loss * weights
+        return pair_loss if per_pair else pair_loss.sum()
 
     @staticmethod
     def _candidates(

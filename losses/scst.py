@@ -65,7 +65,7 @@ class SCSTTerms:
 
 
 def self_critical(logprobs: torch.Tensor, mask: torch.Tensor, rewards: torch.Tensor,
-                  baseline: torch.Tensor) -> SCSTTerms:
+                  baseline: torch.Tensor, weights: torch.Tensor | None = None) -> SCSTTerms:
     """SCST from per-image rewards: advantage = rewards - baseline, then :func:`scst_loss`.
 
     Args:
@@ -73,10 +73,14 @@ def self_critical(logprobs: torch.Tensor, mask: torch.Tensor, rewards: torch.Ten
         rewards: ``(B, n)`` reward of each sample.
         baseline: ``(B, n)`` (e.g. :func:`mean_of_others_baseline`) or ``(B, 1)`` (the greedy
             caption's reward, shared by the image's samples).
+        weights: ``(B,)`` optional per-image weights of the advantage (robust training).
     """
     if rewards.dim() != 2 or rewards.numel() != logprobs.shape[0] or baseline.shape not in (
             rewards.shape, rewards.shape[:1] + (1,)):
         raise ValueError(f"need rewards (B, n) with B*n = {logprobs.shape[0]} and baseline (B, n) or (B, 1); "
                          f"got {tuple(rewards.shape)} and {tuple(baseline.shape)}")
-    advantage = (rewards - baseline).reshape(-1)  # (B*n,)
+    advantage = rewards - baseline  # (B, n)
+    if weights is not None:
+        advantage = advantage * weights.to(advantage.device, advantage.dtype)[:, None]
+    advantage = advantage.reshape(-1)  # (B*n,)
     return SCSTTerms(scst_loss(logprobs, mask, advantage), rewards.mean().detach(), baseline.mean().detach())
