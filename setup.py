@@ -5,7 +5,7 @@ setup(
     version="0.1.0",
     description="Look, Imagine and Match: image-text matching with a caption decoder and a text-to-image GAN",
     python_requires=">=3.9",
-    py_modules=["config", "train", "evaluate", "demo", "ablate"],
+    py_modules=["config", "train", "evaluate", "demo", "ablate", "audit"],
     packages=["data", "engine", "models", "losses", "metrics"],
     install_requires=[
         "torch>=2.1",

@@ -20,7 +20,8 @@ from .pair_score import PairScorer
 def split_pair_scores(model: LIM, split: Split, vocab: Vocabulary, data_cfg, device: torch.device,
                       images_per_batch: int = 128, progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Embedding similarity and caption log-likelihood ``(M,)`` of every caption of ``split`` with
-    its own image, in flat caption order. Each image is encoded once for all its captions."""
+    its own image, in flat caption order (the likelihood is None for a run without a decoder).
+    Each image is encoded once for all its captions."""
     model.eval()
     loader = DataLoader(ImageDataset(split, image_transform(data_cfg, train=False)), batch_size=images_per_batch,
                         collate_fn=collate_images)
@@ -34,8 +35,9 @@ def split_pair_scores(model: LIM, split: Split, vocab: Vocabulary, data_cfg, dev
         img = {k: v[owner] for k, v in model.matcher.encode_images(x).items()}
         cap = model.matcher.encode_captions(ids.to(device), lengths)
         emb.append(model.matcher.similarity(img, cap).diagonal().float().cpu())
-        ll.append(model.decoder.log_likelihood(img["grounded"], ids.to(device), lengths).float().cpu())
-    return torch.cat(emb).numpy(), torch.cat(ll).numpy()
+        if model.decoder is not None:
+            ll.append(model.decoder.log_likelihood(img["grounded"], ids.to(device), lengths).float().cpu())
+    return torch.cat(emb).numpy(), (torch.cat(ll).numpy() if ll else None)
 
 
 def wrong_pair_labels(split: Split) -> np.ndarray:
