@@ -74,6 +74,10 @@ class ModelConfig:
     measure: str = "order"  # order (Vendrov, squared) | cosine
     abstract_weight: float = 0.5  # pair similarity = weighted sum over the two branches
     grounded_weight: float = 0.5
+    # Modality-invariant embedding: weight of a modality classifier's loss behind gradient reversal
+    # (the reversal's scale ramps 0 -> 1 over training); 0 switches it off.
+    invariant_weight: float = 0.0
+    invariant_hidden: int = 64
 
 
 @dataclass

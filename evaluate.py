@@ -30,6 +30,7 @@ from engine.captioning import evaluate_captions
 from engine.checkpoint import CheckpointError
 from engine.distributed import setup
 from engine.evaluation import PROTOCOLS, encode_split, evaluate_retrieval
+from engine.final_report import modality_section
 from engine.fused import fused_retrieval
 from engine.html_report import write_html_report
 from engine.pair_audit import wrong_pairs_section
@@ -74,6 +75,8 @@ def evaluate(run_dir: str, split: str = "test", protocol: str = "auto", checkpoi
         "protocol": result["primary"],
         "retrieval": retrieval_section(result),
     }
+    if model.matcher.modality is not None:
+        report["modality"] = modality_section(model, embeddings)
     if rerank:
         report["retrieval"]["fused"] = fused_section(model, cfg, vocab, data, embeddings, result["primary"], rerank,
                                                      dev, progress)

@@ -315,6 +315,7 @@ def _run(cfg: Config, dist: distributed.Dist, device: torch.device) -> dict:
         ddp.train()
         loader = make_loader(cfg, train_split, vocab, epoch, dist)
         start_weighting(cfg, pairs, epoch, writer, state["step"])
+        pairs.progress = epoch / max(cfg.train.epochs - 1, 1)
         summary = train_epoch(cfg, ddp, optimizers, loss_fn, loader, device, epoch, state, writer, folder, reward,
                               critic, pairs)
         scheduler.step()

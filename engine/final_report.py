@@ -10,6 +10,8 @@ from config import Config
 from data import load_split
 from data.vocab import Vocabulary
 from models.lim import LIM
+from models.matcher import BRANCHES
+from models.modality import modality_accuracy
 
 from .captioning import evaluate_captions
 from .evaluation import encode_split, evaluate_retrieval
@@ -48,6 +50,14 @@ def imagined_grid(cfg: Config, folder: RunFolder, model: LIM, test, vocab: Vocab
                     "python evaluate.py RUN_DIR --evaluator OTHER_RUN"}, grid
 
 
+def modality_section(model: LIM, embeddings: tuple) -> dict:
+    """``modality``: the trained modality classifier's balanced accuracy on the split's embeddings
+    (50% = it cannot tell image vectors from caption vectors)."""
+    acc = modality_accuracy(model.matcher.modality, *embeddings, list(BRANCHES))
+    return {"classifier_accuracy": round(100 * acc, 2),
+            "note": "balanced accuracy of the modality classifier trained behind gradient reversal; 50 = indistinguishable"}
+
+
 def final_report(cfg: Config, folder: RunFolder, device: torch.device, state: dict, writer=None) -> dict:
     """Evaluate the best checkpoint on the test split; write report.json, report.md and report.html.
 
@@ -76,6 +86,8 @@ def final_report(cfg: Config, folder: RunFolder, device: torch.device, state: di
                                                  cfg.train.eval_batch_size,
                                                  results_path=os.path.join(folder.root, "captions_test.json"))
         report["captioning_by_phase"] = captioning_by_phase(cfg, folder, test, vocab, device)
+    if model.matcher.modality is not None:
+        report["modality"] = modality_section(model, embeddings)
     grid = None
     if model.imagine is not None:
         report["synthesis"], grid = imagined_grid(cfg, folder, model, test, vocab, device)

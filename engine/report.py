@@ -63,6 +63,9 @@ def markdown_table(report: dict) -> str:
                          f"(diversity {syn['diversity_ratio']:.2f} of real)")
         if "note" in syn:
             lines.append(f"- note: {syn['note']}")
+    if "modality" in report:
+        lines += ["", f"modality classifier (behind gradient reversal) on the test embeddings: balanced accuracy "
+                      f"{report['modality']['classifier_accuracy']:.1f}% (50% = image and caption vectors indistinguishable)"]
     wrong = report.get("wrong_pairs")
     if wrong:
         lines += ["", "injected wrong training pairs:", ""]

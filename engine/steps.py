@@ -8,6 +8,8 @@ import torch
 
 from config import Config
 from losses.ranking import RankingLoss
+from models.matcher import BRANCHES
+from models.modality import branch_vectors, modality_loss, ramp
 
 from . import distributed
 from .imagine import Critic, gan_images, generator_terms
@@ -54,6 +56,7 @@ class PairState:
     record: Optional[PairLossRecord] = None
     weighting: bool = False
     queue: Optional[NegativeQueue] = None
+    progress: float = 1.0  # fraction of training done (ramps the modality adversary's reversal)
 
 
 def ranking_terms(img: dict, cap: dict, image_ids: torch.Tensor, branch_weights: dict, loss_fn: RankingLoss,
@@ -134,6 +137,11 @@ def joint_step(model, batch, device: torch.device, cfg: Config, loss_fn: Ranking
                 record_losses(pairs.record, caption_ids, per_pair)
         if weights is not None:
             terms["_clean_weight_mean"] = weights.mean()
+    if "rank" in paths and raw.matcher.modality is not None:
+        loss, accuracy = modality_loss(raw.matcher.modality, branch_vectors(out["img"], BRANCHES),
+                                       branch_vectors(out["cap"], BRANCHES), ramp(pairs.progress))
+        terms["invariant"] = cfg.model.invariant_weight * loss
+        terms["_modality_accuracy"] = accuracy
     if phase != "off":
         for name, value in look_terms(raw.decoder, out, batch, phase, cfg.look, reward, weights).items():
             terms[name] = value if name.startswith("_") else cfg.look.lambda_i2t * value

@@ -9,6 +9,7 @@ import torch.nn as nn
 from config import ModelConfig
 
 from .image_encoder import ImageEncoder
+from .modality import ModalityClassifier
 from .similarity import similarity
 from .text_encoder import TextEncoder
 
@@ -25,6 +26,9 @@ class Matcher(nn.Module):
         self.branch_weights = {"abstract": cfg.abstract_weight, "grounded": cfg.grounded_weight}
         self.image_encoder = ImageEncoder(cfg, image_feature_dim)
         self.text_encoder = TextEncoder(cfg, vocab_size)
+        self.modality: Optional[ModalityClassifier] = None
+        if cfg.invariant_weight > 0:
+            self.modality = ModalityClassifier(len(BRANCHES) * cfg.embed_dim, cfg.invariant_hidden)
 
     def forward(
         self, images: torch.Tensor, captions: torch.Tensor, lengths: torch.Tensor
