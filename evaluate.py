@@ -3,7 +3,7 @@
     python evaluate.py RUN_DIR [--split test] [--protocol auto|1k|5k|full] [--checkpoint best|last|PATH]
                        [--out FILE] [--no-captions] [--beam N]
                        [--evaluator OTHER_RUN] [--inception-weights FILE] [--seed 0] [--mismatched 99]
-                       [--rerank K] [--no-html]
+                       [--rerank K] [--no-html] [--no-swaps]
 
 Prints a Markdown table and writes JSON (default RUN_DIR/eval_{split}.json) and, beside it, a
 self-contained HTML page (eval_{split}.html: metrics, retrieved captions and images for sample
@@ -14,7 +14,10 @@ grades the generated images. With ``--rerank K`` (runs with a decoder), ``retrie
 the embedding's top K per query re-ordered by the fused score (embedding similarity + caption
 log-likelihood, weight picked on val). A run trained with ``data.wrong_fraction`` gets
 ``wrong_pairs``: AUROC and average precision of the fused pair score at flagging the training
-pairs that were made wrong. ``recall_metrics`` is importable from here.
+pairs that were made wrong. ``swaps``: per word class (colour, shape, size, relation), how often
+the true caption beats the same caption with one word of that class swapped (image queries) and
+how often a caption picks its image over one showing the swapped thing (caption queries).
+``recall_metrics`` is importable from here.
 """
 from __future__ import annotations
 
@@ -30,6 +33,7 @@ from engine.captioning import evaluate_captions
 from engine.checkpoint import CheckpointError
 from engine.distributed import setup
 from engine.evaluation import PROTOCOLS, encode_split, evaluate_retrieval
+from engine.contrast_eval import swap_accuracy
 from engine.final_report import modality_section
 from engine.fused import fused_retrieval
 from engine.html_report import write_html_report
@@ -47,7 +51,7 @@ def evaluate(run_dir: str, split: str = "test", protocol: str = "auto", checkpoi
              device: str = "auto", out: Optional[str] = None, progress: bool = True, captions: bool = True,
              beam_size: Optional[int] = None, evaluator: Optional[str] = None,
              inception_weights: Optional[str] = None, seed: int = 0, mismatched: int = 99,
-             rerank: int = 0, html: bool = True) -> dict:
+             rerank: int = 0, html: bool = True, swap_test: bool = True) -> dict:
     """Evaluate ``checkpoint`` of ``run_dir`` on ``split``; returns (and writes) the report.
 
     Retrieval always; captioning too when the run has a decoder (and ``captions`` is true), with
@@ -77,6 +81,8 @@ def evaluate(run_dir: str, split: str = "test", protocol: str = "auto", checkpoi
     }
     if model.matcher.modality is not None:
         report["modality"] = modality_section(model, embeddings)
+    if swap_test:
+        report["swaps"] = swap_accuracy(model, data, vocab, cfg, dev, progress=progress)
     if rerank:
         report["retrieval"]["fused"] = fused_section(model, cfg, vocab, data, embeddings, result["primary"], rerank,
                                                      dev, progress)
@@ -130,6 +136,9 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
                                                     "published FID and IS (needs pip install -e \".[fid]\")")
     parser.add_argument("--seed", type=int, default=0, help="noise and candidate-caption seed for synthesis")
     parser.add_argument("--no-html", action="store_true", help="skip the HTML page beside the JSON")
+    parser.add_argument("--no-swaps", action="store_true",
+                        help="skip the one-word-swap test (true caption vs the same caption with one colour, "
+                             "shape, size or relation word changed)")
     parser.add_argument("--rerank", type=int, default=0, metavar="K",
                         help="re-rank the embedding's top K per query by the fused score (needs a decoder)")
     parser.add_argument("--mismatched", type=int, default=99,
@@ -138,7 +147,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     report = evaluate(args.run_dir, args.split, args.protocol, args.checkpoint, args.device, args.out,
                       captions=not args.no_captions, beam_size=args.beam, evaluator=args.evaluator,
                       inception_weights=args.inception_weights, seed=args.seed, mismatched=args.mismatched,
-                      rerank=args.rerank, html=not args.no_html)
+                      rerank=args.rerank, html=not args.no_html, swap_test=not args.no_swaps)
     print(markdown_table(report), end="")
     return report
 

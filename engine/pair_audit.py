@@ -34,7 +34,7 @@ def split_pair_scores(model: LIM, split: Split, vocab: Vocabulary, data_cfg, dev
         ids, lengths = pad_captions([torch.tensor(vocab.encode(c, data_cfg.max_caption_len)) for cs in caps for c in cs])
         img = {k: v[owner] for k, v in model.matcher.encode_images(x).items()}
         cap = model.matcher.encode_captions(ids.to(device), lengths)
-        emb.append(model.matcher.similarity(img, cap).diagonal().float().cpu())
+        emb.append(model.matcher.paired_similarity(img, cap).float().cpu())
         if model.decoder is not None:
             ll.append(model.decoder.log_likelihood(img["grounded"], ids.to(device), lengths).float().cpu())
     return torch.cat(emb).numpy(), (torch.cat(ll).numpy() if ll else None)

@@ -24,7 +24,7 @@ def raw_pair_scores(model: LIM, images: torch.Tensor, captions: list[str], vocab
         ids, lengths = pad_captions([torch.tensor(vocab.encode(c, max_len)) for c in captions[start:start + batch]])
         img = model.matcher.encode_images(x)
         cap = model.matcher.encode_captions(ids.to(device), lengths)
-        emb.append(model.matcher.similarity(img, cap).diagonal().float().cpu())
+        emb.append(model.matcher.paired_similarity(img, cap).float().cpu())
         ll.append(model.decoder.log_likelihood(img["grounded"], ids.to(device), lengths).float().cpu())
     return torch.cat(emb).numpy(), torch.cat(ll).numpy()
 

@@ -66,6 +66,14 @@ def markdown_table(report: dict) -> str:
     if "modality" in report:
         lines += ["", f"modality classifier (behind gradient reversal) on the test embeddings: balanced accuracy "
                       f"{report['modality']['classifier_accuracy']:.1f}% (50% = image and caption vectors indistinguishable)"]
+    swaps = report.get("swaps")
+    if swaps:
+        lines += ["", "one-word swaps (% of tests the true caption wins):", "",
+                  "| class | image queries | caption queries | swaps | captions without the class |", "|---|---|---|---|---|"]
+        for name, m in swaps.items():
+            iq = f"{m['image_query']:.1f}" if "image_query" in m else "n/a"
+            cq = f"{m['caption_query']:.1f} ({m['caption_pairs']})" if "caption_query" in m else "n/a"
+            lines.append(f"| {name} | {iq} | {cq} | {m['swaps']} | {m['captions_without']} |")
     wrong = report.get("wrong_pairs")
     if wrong:
         lines += ["", "injected wrong training pairs:", ""]

@@ -10,7 +10,7 @@ from config import ModelConfig
 
 from .image_encoder import ImageEncoder
 from .modality import ModalityClassifier
-from .similarity import similarity
+from .similarity import paired_similarity, similarity
 from .text_encoder import TextEncoder
 
 BRANCHES = ("abstract", "grounded")
@@ -41,6 +41,13 @@ class Matcher(nn.Module):
 
     def encode_captions(self, captions: torch.Tensor, lengths: torch.Tensor) -> dict[str, torch.Tensor]:
         return self.text_encoder(captions, lengths)
+
+    def paired_similarity(self, images: dict[str, torch.Tensor], captions: dict[str, torch.Tensor]) -> torch.Tensor:
+        """``(P,)`` weighted branch scores of aligned rows (image ``p`` with caption ``p``)."""
+        terms = [w * paired_similarity(images[b], captions[b], self.measure) for b, w in self.branch_weights.items() if w]
+        if not terms:
+            raise ValueError("model.abstract_weight and model.grounded_weight are both 0")
+        return sum(terms)
 
     def similarity(self, images: dict[str, torch.Tensor], captions: dict[str, torch.Tensor]) -> torch.Tensor:
         """``(N_images, N_captions)`` weighted sum of the branch similarities."""

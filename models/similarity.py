@@ -255,3 +255,15 @@ def _order_grad_captions(images: np.ndarray, captions: np.ndarray, grad_out: np.
     ``max(0, c - i) = max(0, (-i) - (-c))``, so it is the image kernel on negated, swapped inputs.
     """
     return -_order_grad_rows(-captions, -images, np.ascontiguousarray(grad_out.T))
+
+
+def paired_similarity(images: torch.Tensor, captions: torch.Tensor, measure: str = "order") -> torch.Tensor:
+    """``(P,)`` scores of aligned rows, ``s(images[p], captions[p])``: the diagonal of
+    :func:`similarity` without the ``P x P`` matrix."""
+    if images.shape != captions.shape or images.dim() != 2:
+        raise ValueError(f"need two (P, D) tensors of one shape, got {tuple(images.shape)} and {tuple(captions.shape)}")
+    if measure == "order":
+        return -(captions - images).clamp(min=0).pow(2).sum(dim=1)
+    if measure == "cosine":
+        return (images * captions).sum(dim=1)
+    raise ValueError(f"measure {measure!r} is not one of {', '.join(MEASURES)}")

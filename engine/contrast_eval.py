@@ -1,0 +1,85 @@
+"""Does the model tell a caption from its one-word swaps? Per word class (colour, shape, size, relation).
+
+Image queries: for each test image ``i`` and caption ``c`` of it, and up to ``per_class`` swaps
+``c'`` of each class, correct when ``s(i, c) > s(i, c')``. Caption queries: for the same triples,
+when some other test image ``j`` has ``c'`` among its captions and not ``c`` (it shows the swapped
+thing), correct when ``s(i, c) > s(j, c)``. Captions with no word of a class are counted, not errors.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+import torch
+
+from data.contrast import SHAPES_CLASSES, swaps
+from data.datasets import pad_captions
+from data.records import Split
+from data.vocab import Vocabulary
+
+from .evaluation import encode_split
+
+
+def _pair_scores(matcher, img: dict, cap: dict, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+    """``s(img[rows[p]], cap[cols[p]])`` for every ``p``."""
+    return matcher.paired_similarity({k: v[rows] for k, v in img.items()}, {k: v[cols] for k, v in cap.items()})
+
+
+@torch.no_grad()
+def swap_accuracy(model, split: Split, vocab: Vocabulary, cfg, device: torch.device, per_class: int = 3,
+                  seed: int = 0, classes: dict = SHAPES_CLASSES, progress: bool = False) -> dict:
+    """``{class: {"image_query": %, "caption_query": %, "swaps": n, "caption_pairs": n,
+    "captions_without": n}}`` on ``split``."""
+    matcher = model.matcher
+    matcher.eval()
+    img, cap = encode_split(matcher, split, vocab, cfg.data, device, cfg.train.eval_batch_size, progress)
+    flat = split.flat_captions()
+    k = split.num_captions // max(split.num_images, 1)
+    owners = defaultdict(set)  # caption text -> images that have it
+    for j, text in enumerate(flat):
+        owners[text.lower()].add(j // k)
+    rng = np.random.default_rng(seed)
+    triples = []  # (image, caption index, swapped text, class)
+    without = defaultdict(int)
+    for j, text in enumerate(flat):
+        by_class = defaultdict(list)
+        for name, new in swaps(text, classes):
+            by_class[name].append(new)
+        for name in classes:
+            options = by_class.get(name, [])
+            if not options:
+                without[name] += 1
+                continue
+            for t in rng.permutation(len(options))[:per_class]:
+                triples.append((j // k, j, options[int(t)], name))
+    texts = sorted({t for _, _, t, _ in triples})
+    row_of = {t: n for n, t in enumerate(texts)}
+    parts: dict = defaultdict(list)
+    for start in range(0, len(texts), cfg.train.eval_batch_size):
+        part = texts[start:start + cfg.train.eval_batch_size]
+        ids, lengths = pad_captions([torch.tensor(vocab.encode(t, cfg.data.max_caption_len)) for t in part])
+        for b, v in matcher.encode_captions(ids.to(device), lengths).items():
+            parts[b].append(v.float().cpu())
+    swapped = {b: torch.cat(v) for b, v in parts.items()}  # (T, D) per branch
+    result = {}
+    for name in classes:
+        mine = [t for t in triples if t[3] == name]
+        entry = {"swaps": len(mine), "captions_without": without[name]}
+        if mine:
+            rows = torch.tensor([t[0] for t in mine])
+            cols = torch.tensor([t[1] for t in mine])
+            pos_s = _pair_scores(matcher, img, cap, rows, cols)
+            neg_s = _pair_scores(matcher, img, swapped, rows, torch.tensor([row_of[t[2]] for t in mine]))
+            entry["image_query"] = round(100 * float((pos_s > neg_s).float().mean()), 2)
+            others = []
+            for n, (i, j, new, _) in enumerate(mine):
+                shown = owners.get(new, set()) - {i} - owners[flat[j].lower()]
+                if shown:
+                    others.append((n, min(shown)))
+            entry["caption_pairs"] = len(others)
+            if others:
+                idx = torch.tensor([n for n, _ in others])
+                other_s = _pair_scores(matcher, img, cap, torch.tensor([j for _, j in others]), cols[idx])
+                entry["caption_query"] = round(100 * float((pos_s[idx] > other_s).float().mean()), 2)
+        result[name] = entry
+    return result

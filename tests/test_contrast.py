@@ -1,0 +1,75 @@
+"""One-word contrast captions and the swap test."""
+import re
+
+import numpy as np
+import pytest
+import torch
+
+from data.contrast import SHAPES_CLASSES, class_of_difference, one_swap, swaps
+from engine.contrast_eval import swap_accuracy
+from engine.run import load_trained
+from data import load_split
+from models.similarity import paired_similarity, similarity
+
+
+def naive_single_replacements(caption: str, name: str) -> set:
+    """Every caption made by replacing one occurrence of one member of class ``name`` (a word or a
+    phrase such as "left of") with another member of its group, articles then fixed."""
+    out = set()
+    for group in SHAPES_CLASSES[name]:
+        for member in group:
+            for m in re.finditer(rf"(?<![a-z]){re.escape(member)}(?![a-z])", caption):
+                for other in group:
+                    if other != member:
+                        out.add(caption[:m.start()] + other + caption[m.end():])
+    fixed = set()
+    for text in out:
+        words = text.split()
+        for i in range(len(words) - 1):
+            if words[i] in ("a", "an"):
+                words[i] = "an" if words[i + 1][0] in "aeiou" else "a"
+        fixed.add(" ".join(words))
+    return fixed
+
+
+@pytest.mark.parametrize("caption", ["a red circle above a blue square", "an orange triangle left of a small cyan cross",
+                                     "two shapes a large white diamond and a green circle", "there is a purple square"])
+def test_every_swap_changes_exactly_one_word_of_its_class_and_never_gives_the_original(caption):
+    out = swaps(caption)
+    assert out and len({t for _, t in out}) == len(out)
+    for name, new in out:
+        assert new != caption
+        assert class_of_difference(caption, new) == [name]
+        assert new in naive_single_replacements(caption, name)
+    assert all(n == "colour" for n, _ in swaps(caption, word_class="colour"))
+
+
+def test_articles_follow_the_new_word_and_unswappable_captions_have_no_swap():
+    assert ("colour", "an orange circle") in swaps("a red circle")
+    assert ("colour", "a red circle") in swaps("an orange circle")
+    assert swaps("nothing to see here") == []
+    assert one_swap("nothing to see here", np.random.default_rng(0)) is None
+    assert swaps("a circle", word_class="relation") == []
+    plural = dict((t, n) for n, t in swaps("two red circles"))
+    assert plural.get("two red squares") == "shape" and "two red square" not in plural
+
+
+def test_paired_similarity_is_the_diagonal():
+    torch.manual_seed(0)
+    a, b = torch.rand(7, 5), torch.rand(7, 5)
+    for measure in ("order", "cosine"):
+        torch.testing.assert_close(paired_similarity(a, b, measure), similarity(a, b, measure).diagonal())
+
+
+def test_swap_accuracy_counts_every_class_on_a_tiny_run(reported_run):
+    cfg, vocab, model, _ = load_trained(str(reported_run), "best")
+    test = load_split(cfg.data, "test")
+    result = swap_accuracy(model, test, vocab, cfg, torch.device("cpu"), per_class=2)
+    assert set(result) == set(SHAPES_CLASSES)
+    flat = test.flat_captions()
+    for name, m in result.items():
+        has = sum(1 for c in flat if swaps(c, word_class=name))
+        assert m["captions_without"] == len(flat) - has
+        assert m["swaps"] == sum(min(2, len(swaps(c, word_class=name))) for c in flat)
+        if m["swaps"]:
+            assert 0 <= m["image_query"] <= 100
