@@ -91,6 +91,11 @@ class LossConfig:
     # joins every batch's candidates, so the hardest negative is mined from a pool that grows
     # harder as the embedding improves (0: off, in-batch negatives only).
     mined_negatives: int = 0
+    # Generated hard negatives (Suris et al., CVPR 2019): each caption with one colour, shape, size or
+    # relation word swapped is a negative for its image, hinge-ranked below the true caption with this
+    # weight (0: off), from epoch contrast_start_epoch on (a curriculum: easy negatives first).
+    contrast_weight: float = 0.0
+    contrast_start_epoch: int = 0
 
 
 @dataclass

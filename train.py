@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from config import Config, ConfigError, load_config, to_dict
 from data import DataError, build_vocab, load_split
+from data.contrast import TokenSwapper
 from data.datasets import PairDataset, collate_pairs, image_transform
 from data.vocab import Vocabulary
 from engine import distributed
@@ -296,7 +297,8 @@ def _run(cfg: Config, dist: distributed.Dist, device: torch.device) -> dict:
     optimizers, scheduler = build_optimizers(cfg, model)
     critic = Critic(cfg.imagine, cfg.train.grad_clip).to(device) if model.imagine is not None else None
     pairs = PairState(record=PairLossRecord(train_split.num_captions) if cfg.robust.enabled else None,
-                      queue=NegativeQueue(cfg.loss.mined_negatives) if cfg.loss.mined_negatives > 0 else None)
+                      queue=NegativeQueue(cfg.loss.mined_negatives) if cfg.loss.mined_negatives > 0 else None,
+                      rng=np.random.default_rng([cfg.train.seed, dist.rank, 17]))
     state = {"epoch": -1, "step": 0, "best_rsum": -1.0, "best_epoch": -1, "seconds": 0.0}
     if cfg.train.resume:
         state = resume_state(folder, cfg, model, optimizers, scheduler, critic, pairs)
@@ -316,6 +318,8 @@ def _run(cfg: Config, dist: distributed.Dist, device: torch.device) -> dict:
         loader = make_loader(cfg, train_split, vocab, epoch, dist)
         start_weighting(cfg, pairs, epoch, writer, state["step"])
         pairs.progress = epoch / max(cfg.train.epochs - 1, 1)
+        contrast_on = cfg.loss.contrast_weight > 0 and epoch >= cfg.loss.contrast_start_epoch
+        pairs.swapper = (pairs.swapper or TokenSwapper(vocab)) if contrast_on else None
         summary = train_epoch(cfg, ddp, optimizers, loss_fn, loader, device, epoch, state, writer, folder, reward,
                               critic, pairs)
         scheduler.step()

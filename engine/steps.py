@@ -1,12 +1,14 @@
 """One joint training step: the ranking loss of the matcher plus the switched-on generative paths."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Optional
 
+import numpy as np
 import torch
 
 from config import Config
+from data.contrast import TokenSwapper
 from losses.ranking import RankingLoss
 from models.matcher import BRANCHES
 from models.modality import branch_vectors, modality_loss, ramp
@@ -57,6 +59,8 @@ class PairState:
     weighting: bool = False
     queue: Optional[NegativeQueue] = None
     progress: float = 1.0  # fraction of training done (ramps the modality adversary's reversal)
+    swapper: Optional[TokenSwapper] = None  # contrast captions (generated hard negatives) while set
+    rng: np.random.Generator = field(default_factory=lambda: np.random.default_rng(0))
 
 
 def ranking_terms(img: dict, cap: dict, image_ids: torch.Tensor, branch_weights: dict, loss_fn: RankingLoss,
@@ -137,6 +141,8 @@ def joint_step(model, batch, device: torch.device, cfg: Config, loss_fn: Ranking
                 record_losses(pairs.record, caption_ids, per_pair)
         if weights is not None:
             terms["_clean_weight_mean"] = weights.mean()
+    if "rank" in paths and pairs.swapper is not None:
+        terms.update(contrast_terms(raw.matcher, out, captions, lengths, pairs, cfg.loss, device))
     if "rank" in paths and raw.matcher.modality is not None:
         loss, accuracy = modality_loss(raw.matcher.modality, branch_vectors(out["img"], BRANCHES),
                                        branch_vectors(out["cap"], BRANCHES), ramp(pairs.progress))
@@ -153,6 +159,22 @@ def joint_step(model, batch, device: torch.device, cfg: Config, loss_fn: Ranking
             terms[name] = cfg.imagine.lambda_t2i * value
     loss = sum(v for k, v in terms.items() if not k.startswith("_"))
     return loss, {k.lstrip("_"): float(v.detach() if torch.is_tensor(v) else v) for k, v in terms.items()}
+
+
+def contrast_terms(matcher, out: dict, captions: torch.Tensor, lengths: torch.Tensor, pairs: PairState, loss_cfg,
+                   device: torch.device) -> dict:
+    """``contrast``: each image's caption must beat that caption with one class word swapped, by the
+    margin (hinge, image as query), weighted ``loss.contrast_weight``; rows with nothing to swap skip."""
+    swapped, new_lengths, ok = pairs.swapper(captions, lengths, pairs.rng)
+    if not ok.any():
+        return {}
+    ok = ok.to(device)
+    neg = matcher.encode_captions(swapped.to(device), new_lengths)
+    pos_s = matcher.paired_similarity(out["img"], out["cap"])
+    neg_s = matcher.paired_similarity(out["img"], neg)
+    hinge = (loss_cfg.margin + neg_s - pos_s).clamp(min=0) * ok
+    return {"contrast": loss_cfg.contrast_weight * hinge.sum(),
+            "_contrast_violations": (hinge > 0).float().sum() / ok.sum()}
 
 
 def record_losses(record: PairLossRecord, caption_ids: torch.Tensor, losses: torch.Tensor) -> None:

@@ -73,3 +73,36 @@ def test_swap_accuracy_counts_every_class_on_a_tiny_run(reported_run):
         assert m["swaps"] == sum(min(2, len(swaps(c, word_class=name))) for c in flat)
         if m["swaps"]:
             assert 0 <= m["image_query"] <= 100
+
+
+def test_token_swapper_makes_one_of_the_text_swaps_and_masks_rows_without_one():
+    from data.contrast import TokenSwapper
+    from data.datasets import pad_captions
+    from data.vocab import build_vocab
+
+    texts = ["a red circle above an orange square", "an orange triangle left of a cyan cross", "there is nothing"]
+    vocab = build_vocab(texts + ["a blue green yellow purple white square circle triangle diamond cross below "
+                                 "right small large circles squares"])
+    ids, lengths = pad_captions([torch.tensor(vocab.encode(t)) for t in texts])
+    swapper = TokenSwapper(vocab)
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        new, new_lengths, ok = swapper(ids, lengths, rng)
+        assert ok.tolist() == [True, True, False]
+        for row, text in enumerate(texts[:2]):
+            made = vocab.decode(new[row][:new_lengths[row]])
+            assert made in {t for _, t in swaps(text) if all(w in vocab.index for w in t.split())}
+
+
+def test_contrast_training_runs_and_logs_its_term(tmp_path):
+    import train
+    from tests.test_train import tiny
+
+    report = train.main(tiny(tmp_path, **{"train.epochs": 1, "look.lambda_i2t": 0, "imagine.lambda_t2i": 0,
+                                          "loss.contrast_weight": 1.0, "train.log_every": 1}))
+    assert report["retrieval"]["embedding"]["rsum"] > 0
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(tmp_path / "run" / "tb"))
+    events.Reload()
+    assert "train/contrast" in events.Tags()["scalars"]
