@@ -27,5 +27,10 @@ def test_ablation_rows_table_and_reuse(tmp_path, capsys):
     assert capsys.readouterr().out.count("reusing the finished run") == 4
     assert [r["retrieval"] for r in again["rows"]] == [r["retrieval"] for r in result["rows"]]
 
+    beyond = ablate.main(["--out", out, "--rerank", "5", "--beyond", *overrides])  # four more rows, the rest reused
+    assert [r["row"] for r in beyond["rows"]] == ["embedding", "look", "imagine", "full", "full_fused", "robust",
+                                                 "mined", "contrast", "invariant"]
+    assert "modality" in json.load(open(os.path.join(out, "invariant", "report.json")))
+
     with pytest.raises(CheckpointError, match="holds a run of another config"):
         ablate.main(["--out", out, *overrides, "model.embed_dim=8"])
