@@ -97,6 +97,8 @@ def markdown_table(report: dict) -> str:
 
 
 def write_text_atomic(path: str, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file (creating the folder if needed)."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     tmp = f"{path}.tmp.{os.getpid()}"
     with open(tmp, "w") as f:
         f.write(text)

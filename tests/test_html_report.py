@@ -79,9 +79,10 @@ def test_training_writes_a_self_contained_page_whose_marks_match_the_similaritie
 
 
 def test_evaluate_writes_the_page_beside_its_json(run, tmp_path):
-    out = tmp_path / "eval.json"
+    out = tmp_path / "new_folder" / "eval.json"  # a folder that does not exist yet is made
     evaluate.evaluate(str(run), out=str(out), progress=False, captions=False)
-    assert (tmp_path / "eval.html").exists() and "Image queries" in (tmp_path / "eval.html").read_text()
+    page = tmp_path / "new_folder" / "eval.html"
+    assert out.exists() and page.exists() and "Image queries" in page.read_text()
     evaluate.evaluate(str(run), out=str(tmp_path / "plain.json"), progress=False, captions=False, html=False)
     assert not (tmp_path / "plain.html").exists()
 
