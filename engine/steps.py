@@ -10,8 +10,7 @@ import torch
 from config import Config
 from data.contrast import TokenSwapper
 from losses.ranking import RankingLoss
-from models.matcher import BRANCHES
-from models.modality import branch_vectors, modality_loss, ramp
+from models.modality import modality_logits_loss, ramp
 
 from . import distributed
 from .imagine import Critic, gan_images, generator_terms
@@ -127,8 +126,10 @@ def joint_step(model, batch, device: torch.device, cfg: Config, loss_fn: Ranking
     critic = critic if "imagine" in paths else None
     phase = phase if "look" in paths else "off"
     n_gan = (cfg.imagine.batch_pairs or len(images)) if critic is not None else 0
+    modality = ramp(pairs.progress) if "rank" in paths and raw.matcher.modality is not None else -1.0
     out = model(images, captions.to(device, non_blocking=True), lengths, look=phase, samples=cfg.look.scst_samples,
-                temperature=cfg.look.temperature, imagine=n_gan, interpolate=cfg.imagine.interpolate)
+                temperature=cfg.look.temperature, imagine=n_gan, interpolate=cfg.imagine.interpolate,
+                modality=modality)
     terms, weights = {}, None
     weigh = pairs.record.weights if pairs.record is not None and pairs.weighting else None
     if "rank" in paths or weigh is not None:  # the weights come from the pairs' ranking losses
@@ -143,9 +144,8 @@ def joint_step(model, batch, device: torch.device, cfg: Config, loss_fn: Ranking
             terms["_clean_weight_mean"] = weights.mean()
     if "rank" in paths and pairs.swapper is not None:
         terms.update(contrast_terms(raw.matcher, out, captions, lengths, pairs, cfg.loss, device))
-    if "rank" in paths and raw.matcher.modality is not None:
-        loss, accuracy = modality_loss(raw.matcher.modality, branch_vectors(out["img"], BRANCHES),
-                                       branch_vectors(out["cap"], BRANCHES), ramp(pairs.progress))
+    if "modality_logits" in out:
+        loss, accuracy = modality_logits_loss(out["modality_logits"], len(images))
         terms["invariant"] = cfg.model.invariant_weight * loss
         terms["_modality_accuracy"] = accuracy
     if phase != "off":

@@ -10,7 +10,8 @@ from config import ImagineConfig, LookConfig, ModelConfig
 
 from .caption_decoder import CaptionDecoder
 from .image_encoder import ModelError
-from .matcher import Matcher
+from .matcher import BRANCHES, Matcher
+from .modality import branch_vectors, reverse_gradient
 from .t2i_gan import TextToImage
 
 LOOK_MODES = ("off", "xe", "scst")
@@ -40,7 +41,8 @@ class LIM(nn.Module):
                                        imagine.g_width)
 
     def forward(self, images: torch.Tensor, captions: torch.Tensor, lengths: torch.Tensor, look: str = "off",
-                samples: int = 1, temperature: float = 1.0, imagine: int = 0, interpolate: bool = False) -> dict:
+                samples: int = 1, temperature: float = 1.0, imagine: int = 0, interpolate: bool = False,
+                modality: float = -1.0) -> dict:
         """One training forward pass (what DDP wraps), so every used parameter is seen by DDP.
 
         Returns ``img``/``cap`` embeddings per branch and, by ``look``: ``"xe"`` teacher-forced
@@ -48,11 +50,17 @@ class LIM(nn.Module):
         ``logprobs`` and ``mask`` ``(B * samples, L)``. With ``imagine = n > 0``, images generated
         from the first ``n`` captions as ``fake (n, 3, S, S)`` in [-1, 1], with the conditioning's
         ``mu`` and ``logvar`` ``(n, C)`` (and GAN-INT's ``fake_int``, ``mu_int`` with ``interpolate``).
+        With ``modality >= 0`` and a modality classifier, ``modality_logits (2B,)`` for the image then
+        the caption vectors, seen through gradient reversal of that scale (inside the forward, so DDP
+        sees the classifier's parameters used).
         """
         if look not in LOOK_MODES:
             raise ValueError(f"look={look!r} is not one of {LOOK_MODES}")
         img, cap = self.matcher(images, captions, lengths)
         out = {"img": img, "cap": cap}
+        if modality >= 0 and self.matcher.modality is not None:
+            both = torch.cat([branch_vectors(img, BRANCHES), branch_vectors(cap, BRANCHES)])
+            out["modality_logits"] = self.matcher.modality(reverse_gradient(both, modality))
         if look != "off" and self.decoder is None:
             raise ValueError("the caption decoder is switched off (look.lambda_i2t=0)")
         if look == "xe":

@@ -51,9 +51,12 @@ def modality_loss(classifier: ModalityClassifier, img: torch.Tensor, cap: torch.
                   scale: float) -> tuple[torch.Tensor, torch.Tensor]:
     """BCE of the classifier on image (label 1) and caption (label 0) vectors, seen through gradient
     reversal with ``scale``; and its balanced accuracy (detached)."""
-    x = reverse_gradient(torch.cat([img, cap]), scale)
-    logits = classifier(x)
-    labels = torch.cat([torch.ones(len(img)), torch.zeros(len(cap))]).to(logits)
+    return modality_logits_loss(classifier(reverse_gradient(torch.cat([img, cap]), scale)), len(img))
+
+
+def modality_logits_loss(logits: torch.Tensor, n_images: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """BCE and balanced accuracy of logits ``(2B,)``: the first ``n_images`` are images (label 1)."""
+    labels = torch.cat([torch.ones(n_images), torch.zeros(len(logits) - n_images)]).to(logits)
     loss = F.binary_cross_entropy_with_logits(logits, labels)
     return loss, balanced_accuracy(logits.detach(), labels)
 
