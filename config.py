@@ -103,10 +103,12 @@ class RobustConfig:
     """Training on pairs some of which are wrong, without labels (noisy correspondence)."""
 
     # Each epoch after warmup_epochs, fit a two-component mixture to the training pairs' recorded
-    # ranking losses and weight every pair's ranking, decoder and GAN-matching terms by its
-    # clean probability (the small-loss component's posterior).
+    # ranking losses (always in the sum-over-negatives form, so the scale does not jump when
+    # hardest negatives start) and weight every pair's ranking, decoder and GAN-matching terms by
+    # its clean probability (the small-loss component's posterior). Weighting should start before
+    # loss.warmup_epochs ends: hardest negatives on unweighted noisy pairs can collapse training.
     enabled: bool = False
-    warmup_epochs: int = 5  # > loss.warmup_epochs: fit on hardest-negative losses, not the sum form's
+    warmup_epochs: int = 2
 
 
 @dataclass

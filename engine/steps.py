@@ -64,10 +64,12 @@ class PairState:
 
 def ranking_terms(img: dict, cap: dict, image_ids: torch.Tensor, branch_weights: dict, loss_fn: RankingLoss,
                   max_violation: bool, queue: Optional[NegativeQueue] = None,
-                  weigh: Optional[Callable[[torch.Tensor], torch.Tensor]] = None) -> tuple[dict, torch.Tensor, Optional[torch.Tensor]]:
-    """``rank_<branch>`` per branch, each pair's (detached) total loss ``(B,)`` and the pair
-    weights ``weigh`` made from it (None without). Under torchrun the negatives come from every
-    process; a ``queue`` adds its mined candidates."""
+                  weigh: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
+                  signal: bool = False) -> tuple[dict, Optional[torch.Tensor], Optional[torch.Tensor]]:
+    """``rank_<branch>`` per branch; with ``signal`` or ``weigh``, each pair's noise signal ``(B,)``
+    (its detached loss in the sum-over-negatives form, whatever form trains, so that its scale does
+    not jump when hardest negatives switch on) and the pair weights ``weigh`` makes from it.
+    Under torchrun the negatives come from every process; a ``queue`` adds its mined candidates."""
     gathered = distributed.torch_world_size() > 1
     extra = {}
     if gathered:
@@ -77,7 +79,7 @@ def ranking_terms(img: dict, cap: dict, image_ids: torch.Tensor, branch_weights:
         extra = {"all_ids": torch.cat([image_ids, queue.ids]), "offset": 0}
     elif mined:
         extra["all_ids"] = torch.cat([extra["all_ids"], queue.ids])
-    per_pair = {}
+    per_pair, noise = {}, []
     for branch, weight in branch_weights.items():
         if weight == 0:
             continue
@@ -91,7 +93,11 @@ def ranking_terms(img: dict, cap: dict, image_ids: torch.Tensor, branch_weights:
             extra["all_im"], extra["all_cap"] = all_im, all_cap
         per_pair[branch] = weight * loss_fn(img[branch], cap[branch], image_ids=image_ids,
                                             max_violation=max_violation, per_pair=True, **extra)
-    total = sum(per_pair.values()).detach()
+        if signal or weigh is not None:
+            with torch.no_grad():
+                noise.append(weight * loss_fn(img[branch], cap[branch], image_ids=image_ids, max_violation=False,
+                                              per_pair=True, **extra))
+    total = sum(noise) if noise else None
     weights = weigh(total) if weigh is not None else None
     terms = {f"rank_{b}": (v if weights is None else v * weights).sum() for b, v in per_pair.items()}
     if queue is not None:
@@ -135,7 +141,7 @@ def joint_step(model, batch, device: torch.device, cfg: Config, loss_fn: Ranking
     if "rank" in paths or weigh is not None:  # the weights come from the pairs' ranking losses
         rank, per_pair, weights = ranking_terms(out["img"], out["cap"], image_ids, raw.matcher.branch_weights,
                                                 loss_fn, max_violation, pairs.queue if "rank" in paths else None,
-                                                weigh)
+                                                weigh, signal=pairs.record is not None)
         if "rank" in paths:
             terms.update(rank)
             if pairs.record is not None:
