@@ -54,7 +54,6 @@ RESUMABLE_KEYS = ("train.resume", "train.epochs", "train.max_steps", "train.devi
 
 # Val CIDEr-D each epoch is a progress signal, not the selection metric: a subset keeps it cheap.
 VAL_CAPTION_IMAGES = 500
-# Imagined-image grids: this many captions (the first caption of the first images), images per caption.
 
 
 class TrainingError(RuntimeError):

@@ -31,7 +31,7 @@ from .imagine import gan_images
 from .pair_audit import detection_metrics, split_pair_scores, wrong_pair_labels
 from .pair_score import PairScorer
 from .report import write_text_atomic
-from .robust import fit_two_gaussians
+from .robust import clean_probability
 from .checkpoint import load_checkpoint
 from .run import RunFolder
 
@@ -83,16 +83,6 @@ def load_discriminator(run_dir: str, cfg, which: str = "best") -> Optional[Discr
     d = Discriminator(cfg.imagine.c_dim, cfg.imagine.image_size, cfg.imagine.d_width)
     d.load_state_dict(state["model"], strict=True)
     return d
-
-
-def clean_probability(losses: np.ndarray) -> np.ndarray:
-    """Posterior of the small-loss component of a two-Gaussian mixture on min-max normalised losses."""
-    lo, hi = float(losses.min()), float(losses.max())
-    x = (losses - lo) / max(hi - lo, 1e-12)
-    try:
-        return fit_two_gaussians(x).clean_probability(x)
-    except ValueError:  # all losses equal: nothing to tell apart
-        return np.ones(len(losses))
 
 
 class PlaceholderImages(ImageSource):

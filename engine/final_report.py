@@ -21,6 +21,7 @@ from .report import markdown_table, retrieval_section, write_report
 from .run import RunFolder, load_trained
 from .synthesis import save_png, split_grid
 
+# Imagined-image grids: this many captions (the first caption of the first images), images per caption.
 GRID_CAPTIONS, GRID_SAMPLES = 8, 6
 
 

@@ -62,6 +62,21 @@ def fit_two_gaussians(x: np.ndarray, iters: int = 100, min_std: float = 1e-3) ->
     return Mixture(tuple(means[order].tolist()), tuple(stds[order].tolist()), tuple(weights[order].tolist()))
 
 
+def min_max(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """``x`` scaled so that ``lo`` -> 0 and ``hi`` -> 1 (the mixture is fitted on this scale)."""
+    return (np.asarray(x, dtype=np.float64) - lo) / max(hi - lo, 1e-12)
+
+
+def clean_probability(losses: np.ndarray) -> np.ndarray:
+    """Posterior of the small-loss component of a two-Gaussian mixture fitted to ``losses`` themselves,
+    min-max normalised (ones when all losses are equal: nothing to tell apart)."""
+    x = min_max(losses, float(np.min(losses)), float(np.max(losses)))
+    try:
+        return fit_two_gaussians(x).clean_probability(x)
+    except ValueError:
+        return np.ones(len(x))
+
+
 class PairLossRecord:
     """The latest ranking loss of every training pair (flat caption index), as training sees them.
 
@@ -79,8 +94,7 @@ class PairLossRecord:
         self.losses[indices.cpu().numpy()] = losses.detach().float().cpu().numpy()
 
     def _normalise(self, x: np.ndarray) -> np.ndarray:
-        lo, hi = self.scale
-        return (x - lo) / max(hi - lo, 1e-12)
+        return min_max(x, *self.scale)
 
     def refit(self) -> bool:
         """Fit the mixture to the recorded losses; False (and no mixture) if there are too few."""
@@ -95,7 +109,7 @@ class PairLossRecord:
     def clean_probability(self, losses: np.ndarray) -> np.ndarray:
         if self.mixture is None:
             return np.ones(len(losses))
-        return self.mixture.clean_probability(self._normalise(np.asarray(losses, dtype=np.float64)))
+        return self.mixture.clean_probability(self._normalise(losses))
 
     def weights(self, losses: torch.Tensor) -> torch.Tensor:
         """Clean probabilities ``(B,)`` of a batch's pairs from their current losses (ones before any fit)."""
