@@ -54,6 +54,11 @@ class DataConfig:
     # pairs to measure their detection; recorded in the run folder's wrong_pairs.json).
     wrong_fraction: float = 0.0
     wrong_seed: int = 0
+    # Semi-supervised captioning: keep the captions of this fraction of training images only
+    # (chosen deterministically in labelled_seed, recorded in labelled_images.json); the matcher,
+    # decoder and GAN see captions only there, and an epoch repeats them to its full length.
+    labelled_fraction: float = 1.0
+    labelled_seed: int = 0
     shapes: ShapesConfig = field(default_factory=ShapesConfig)
 
 
@@ -109,6 +114,25 @@ class RobustConfig:
     # loss.warmup_epochs ends: hardest negatives on unweighted noisy pairs can collapse training.
     enabled: bool = False
     warmup_epochs: int = 2
+
+
+@dataclass
+class SemiConfig:
+    """Stage 2 of semi-supervised captioning: after training, SCST of the decoder on the unlabelled
+    training images (every training image when all are labelled), rewarded by the frozen matcher."""
+
+    stage2_epochs: int = 0  # passes over the unlabelled images (0: off)
+    # retrieval: log-probability that the sampled caption retrieves its own image among the batch's
+    # images (softmax of the similarities / temperature); it rewards captions that tell images
+    # apart. similarity: the raw matcher score, which an order embedding gives generic captions too.
+    reward: str = "retrieval"
+    temperature: float = 0.01
+    similarity_weight: float = 1.0  # weight of the matcher's reward (unlabelled and labelled images)
+    cider_weight: float = 1.0  # weight of CIDEr-D in the reward of the labelled images' samples
+    fluency_weight: float = 1.0  # decoder cross-entropy on labelled captions: the guard against word salad
+    labelled_batch: int = 32  # labelled images joined to every stage-2 step
+    lr: float = 5e-5
+    batch_size: int = 128  # unlabelled images per step
 
 
 @dataclass
@@ -187,6 +211,7 @@ class Config:
     look: LookConfig = field(default_factory=LookConfig)
     imagine: ImagineConfig = field(default_factory=ImagineConfig)
     robust: RobustConfig = field(default_factory=RobustConfig)
+    semi: SemiConfig = field(default_factory=SemiConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
 

@@ -28,6 +28,7 @@ from tqdm import tqdm
 from config import Config, ConfigError, load_config, to_dict
 from data import DataError, build_vocab, load_split
 from data.contrast import TokenSwapper
+from data.labelled import labelled_captions, labelled_ids
 from data.datasets import PairDataset, collate_pairs, image_transform
 from data.vocab import Vocabulary
 from engine import distributed
@@ -35,14 +36,14 @@ from engine.checkpoint import CheckpointError, config_differences, load_checkpoi
 from engine.captioning import generate_captions
 from engine.evaluation import evaluate_retrieval
 from engine.imagine import Critic
-from engine.look import CaptionReward, reference_strings
+from engine.look import CaptionReward, split_cider_d
 from engine.final_report import GRID_CAPTIONS, GRID_SAMPLES, final_report
 from engine.report import write_json_atomic
 from engine.run import RunFolder, fresh_folder
 from engine.robust import PairLossRecord
+from engine.semi import check_semi_config, run_stage2
 from engine.steps import SCHEDULES, NegativeQueue, PairState, joint_step, look_phase, schedule_paths
 from engine.synthesis import split_grid
-from losses import CiderD
 from losses.ranking import RankingLoss
 from models import ModelError
 from models.lim import LIM
@@ -74,14 +75,26 @@ def seed_everything(seed: int) -> None:
 
 
 def epoch_caption_indices(split, one_per_image: bool, epoch: int, seed: int) -> np.ndarray:
-    """Shuffled caption indices for one epoch: all captions, or one random caption per image."""
+    """Shuffled caption indices for one epoch: all captions, or one random caption per image.
+
+    With ``data.labelled_fraction < 1`` only the labelled images' captions are drawn, repeated
+    (each pass reshuffled, with a fresh caption choice) to the epoch's full length, so that every
+    fraction trains for the same number of steps.
+    """
     rng = np.random.default_rng([seed, epoch])
     k = len(split.captions[0])
-    if one_per_image:
-        idx = np.arange(split.num_images) * k + rng.integers(0, k, split.num_images)
-    else:
-        idx = np.arange(split.num_captions)
-    return rng.permutation(idx)
+    if "labelled" not in split.extra:
+        idx = np.arange(split.num_images) * k + rng.integers(0, k, split.num_images) if one_per_image \
+            else np.arange(split.num_captions)
+        return rng.permutation(idx)
+    images = labelled_ids(split)
+    length = split.num_images if one_per_image else split.num_captions
+    passes = []
+    while sum(map(len, passes)) < length:
+        picks = images * k + rng.integers(0, k, len(images)) if one_per_image \
+            else (images[:, None] * k + np.arange(k)).ravel()
+        passes.append(rng.permutation(picks))
+    return np.concatenate(passes)[:length]
 
 
 def make_loader(cfg: Config, split, vocab: Vocabulary, epoch: int, dist: distributed.Dist) -> DataLoader:
@@ -152,8 +165,8 @@ def prepare_folder(cfg: Config, dist: distributed.Dist) -> RunFolder:
 
 
 def build_vocabulary(cfg: Config, folder: RunFolder, train_split, dist: distributed.Dist) -> Vocabulary:
-    """From the training captions only; a resumed run must find the same vocabulary."""
-    vocab = build_vocab(train_split.flat_captions(), cfg.data.vocab_threshold)
+    """From the (labelled) training captions only; a resumed run must find the same vocabulary."""
+    vocab = build_vocab(labelled_captions(train_split), cfg.data.vocab_threshold)
     if os.path.exists(folder.vocab):
         saved = Vocabulary.load(folder.vocab)
         if saved != vocab:
@@ -167,6 +180,7 @@ def build_vocabulary(cfg: Config, folder: RunFolder, train_split, dist: distribu
 def run(cfg: Config) -> dict:
     if cfg.train.schedule not in SCHEDULES:
         raise ConfigError(f"train.schedule={cfg.train.schedule!r} is not one of {', '.join(SCHEDULES)}")
+    check_semi_config(cfg)
     dist, device = distributed.setup(cfg.train.device)
     try:
         return _run(cfg, dist, device)
@@ -261,9 +275,7 @@ def validate(cfg: Config, model: LIM, val_split, vocab: Vocabulary, device, writ
     if model.decoder is not None:
         captions = generate_captions(model, val_split, vocab, cfg.data, device, cfg.look.beam_size,
                                      cfg.train.eval_batch_size, limit=VAL_CAPTION_IMAGES)
-        gts = {i: reference_strings(val_split.captions[i], cfg.look.max_len) for i in range(len(captions))}
-        res = {i: [" ".join(c.split() + ["<end>"])] for i, c in enumerate(captions)}
-        cider = CiderD().compute_score(gts, res)[0]
+        cider = split_cider_d(captions, val_split, cfg.look.max_len)
         writer.add_scalar("val/cider_d", cider, step)
         writer.add_text("val/captions", "\n\n".join(
             f"{i}: **{captions[i]}** (ref: {val_split.captions[i][0]})" for i in range(min(8, len(captions)))), step)
@@ -289,7 +301,11 @@ def _run(cfg: Config, dist: distributed.Dist, device: torch.device) -> dict:
         folder.write_config(cfg)
         if "wrong_pairs" in train_split.extra:
             write_json_atomic(os.path.join(folder.root, "wrong_pairs.json"), train_split.extra["wrong_pairs"])
-        print(f"run folder: {folder.root}\ntrain: {train_split.num_images} images, {train_split.num_captions} "
+        if "labelled" in train_split.extra:
+            write_json_atomic(os.path.join(folder.root, "labelled_images.json"), train_split.extra["labelled"])
+        labelled = "" if "labelled" not in train_split.extra else \
+            f" ({len(labelled_ids(train_split))} of them labelled: data.labelled_fraction={cfg.data.labelled_fraction})"
+        print(f"run folder: {folder.root}\ntrain: {train_split.num_images} images{labelled}, {train_split.num_captions} "
               f"captions; val: {val_split.num_images} images; vocabulary: {len(vocab)} words; device: {device}")
 
     model = LIM(cfg.model, cfg.look, cfg.imagine, len(vocab), feature_dim).to(device)
@@ -306,7 +322,7 @@ def _run(cfg: Config, dist: distributed.Dist, device: torch.device) -> dict:
         if dist.enabled else model
     loss_fn = RankingLoss(cfg.model.measure, cfg.loss.margin, cfg.loss.max_violation, cfg.loss.warmup_epochs)
     scst = cfg.look.lambda_i2t > 0 and cfg.look.scst_epochs > 0
-    reward = CaptionReward(train_split, vocab, cfg.look.max_len) if scst else None
+    reward = CaptionReward(train_split, vocab, cfg.look.max_len, labelled_ids(train_split)) if scst else None
     writer = SummaryWriter(folder.tensorboard) if dist.main else None
 
     for epoch in range(state["epoch"] + 1, cfg.train.epochs):
@@ -342,6 +358,9 @@ def _run(cfg: Config, dist: distributed.Dist, device: torch.device) -> dict:
                   f"{summary['pairs'] / max(seconds, 1e-9):.0f} pairs/s")
         distributed.barrier()
 
+    if dist.main and cfg.semi.stage2_epochs > 0:
+        run_stage2(cfg, folder, train_split, val_split, vocab, device, writer, state["step"])
+    distributed.barrier()
     report = {}
     if dist.main:
         report = final_report(cfg, folder, device, state, writer)

@@ -8,6 +8,7 @@ from config import DataConfig, cache_dir
 from .features import load_h5_split, load_precomp_split
 from .karpathy import load_karpathy_split
 from .records import DataError, Split
+from .labelled import mark_labelled
 from .wrong_pairs import inject_wrong_pairs
 
 DATASET_KINDS = ("shapes", "karpathy", "precomp", "h5")
@@ -22,10 +23,15 @@ def _need(cfg: DataConfig, key: str) -> str:
 
 def load_split(cfg: DataConfig, split: str) -> Split:
     """Load split ``train``, ``val`` or ``test`` of the dataset the config names; with
-    ``data.wrong_fraction > 0`` the training split carries injected wrong pairs."""
+    ``data.wrong_fraction > 0`` the training split carries injected wrong pairs, and with
+    ``data.labelled_fraction < 1`` it records which images keep their captions."""
     loaded = _load(cfg, split)
-    if split == "train" and cfg.wrong_fraction > 0:
-        return inject_wrong_pairs(loaded, cfg.wrong_fraction, cfg.wrong_seed)
+    if split != "train":
+        return loaded
+    if cfg.wrong_fraction > 0:
+        loaded = inject_wrong_pairs(loaded, cfg.wrong_fraction, cfg.wrong_seed)
+    if cfg.labelled_fraction != 1:
+        loaded = mark_labelled(loaded, cfg.labelled_fraction, cfg.labelled_seed)
     return loaded
 
 

@@ -3,17 +3,19 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Optional
+from typing import Optional, Sequence
 
 import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from config import DataConfig
-from data.datasets import ImageDataset, collate_images, image_transform
+from data.datasets import ImageDataset, collate_images, image_transform, pad_captions
 from data.records import Split
-from data.vocab import Vocabulary
+from data.vocab import Vocabulary, tokenize
 from metrics.captioning import caption_metrics
+
+from .evaluation import encode_split
 
 
 @torch.no_grad()
@@ -38,6 +40,41 @@ def generate_captions(model, split: Split, vocab: Vocabulary, data_cfg: DataConf
     return captions
 
 
+def distinctiveness(matcher, split: Split, captions: Sequence[str], vocab: Vocabulary, data_cfg: DataConfig,
+                    device: torch.device, batch_size: int = 256, img: Optional[dict] = None) -> dict:
+    """How well each image's generated caption retrieves that image among the split's images, in
+    ``matcher``'s embedding: ``{"r1", "r5"}`` in percent (captions in split order, one per image)."""
+    if img is None:
+        img = encode_split(matcher, split, vocab, data_cfg, device, batch_size, False, False)[0]
+    img = {k: v[:len(captions)] for k, v in img.items()}
+    ranks = []
+    was_training = matcher.training
+    matcher.eval()
+    with torch.no_grad():
+        for start in range(0, len(captions), batch_size):
+            part = captions[start:start + batch_size]
+            ids, lengths = pad_captions([torch.tensor(vocab.encode(c, data_cfg.max_caption_len)) for c in part])
+            cap = {k: v.cpu() for k, v in matcher.encode_captions(ids.to(device), lengths).items()}
+            scores = matcher.similarity(img, cap)  # (N, P)
+            own = scores[torch.arange(start, start + len(part)), torch.arange(len(part))]
+            ranks.append((scores > own[None]).sum(0))  # images scoring above the caption's own image
+    matcher.train(was_training)
+    ranks = torch.cat(ranks).float()
+    return {"r1": round(100 * float((ranks < 1).float().mean()), 2), "r5": round(100 * float((ranks < 5).float().mean()), 2)}
+
+
+def fluency(captions: Sequence[str], references: Sequence[str]) -> dict:
+    """Word-salad indicators: mean length, share of captions with a word repeated back to back,
+    and share that occur verbatim among ``references`` (any image's; a grammar check for templated
+    data such as Shapes, where a fluent caption is usually some image's reference)."""
+    words = [tokenize(c) for c in captions]
+    seen = {" ".join(tokenize(c)) for c in references}
+    n = max(len(words), 1)
+    return {"mean_words": round(sum(map(len, words)) / n, 2),
+            "stutter_pct": round(100 * sum(any(a == b for a, b in zip(w, w[1:])) for w in words) / n, 2),
+            "seen_in_references_pct": round(100 * sum(" ".join(w) in seen for w in words) / n, 2)}
+
+
 def evaluate_captions(model, split: Split, vocab: Vocabulary, data_cfg: DataConfig, device: torch.device,
                       beam_size: int = 3, batch_size: int = 256, progress: bool = True,
                       results_path: Optional[str] = None, meteor: bool = True) -> dict:
@@ -47,6 +84,8 @@ def evaluate_captions(model, split: Split, vocab: Vocabulary, data_cfg: DataConf
     res = {i: cap for i, cap in enumerate(captions)}
     metrics = caption_metrics(gts, res, meteor)
     metrics["beam_size"] = beam_size
+    metrics["distinctiveness"] = distinctiveness(model.matcher, split, captions, vocab, data_cfg, device, batch_size)
+    metrics["fluency"] = fluency(captions, split.flat_captions())
     if results_path:
         tmp = f"{results_path}.tmp.{os.getpid()}"
         with open(tmp, "w") as f:

@@ -25,8 +25,10 @@ def encode_split(
     device: torch.device,
     batch_size: int = 256,
     progress: bool = True,
+    with_captions: bool = True,
 ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    """Embeddings of every image ``(N, D)`` and every caption ``(k N, D)`` per branch, on CPU."""
+    """Embeddings of every image ``(N, D)`` and every caption ``(k N, D)`` per branch, on CPU
+    (the caption dict is empty when ``with_captions`` is false)."""
     was_training = matcher.training
     matcher.eval()
     workers = data_cfg.num_workers
@@ -38,6 +40,9 @@ def encode_split(
     for x, _ in tqdm(images, desc=f"encode {split.name} images", disable=not progress, leave=False):
         for k, v in matcher.encode_images(x.to(device)).items():
             img_parts.setdefault(k, []).append(v.float().cpu())
+    if not with_captions:
+        matcher.train(was_training)
+        return {k: torch.cat(v) for k, v in img_parts.items()}, {}
     cap_parts: dict[str, list] = {}
     for ids, lengths, _ in tqdm(captions, desc=f"encode {split.name} captions", disable=not progress, leave=False):
         for k, v in matcher.encode_captions(ids.to(device), lengths).items():

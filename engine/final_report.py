@@ -19,6 +19,7 @@ from .html_report import write_html_report
 from .pair_audit import wrong_pairs_section
 from .report import markdown_table, retrieval_section, write_report
 from .run import RunFolder, load_trained
+from .semi import semi_section
 from .synthesis import save_png, split_grid
 
 # Imagined-image grids: this many captions (the first caption of the first images), images per caption.
@@ -87,6 +88,8 @@ def final_report(cfg: Config, folder: RunFolder, device: torch.device, state: di
                                                  cfg.train.eval_batch_size,
                                                  results_path=os.path.join(folder.root, "captions_test.json"))
         report["captioning_by_phase"] = captioning_by_phase(cfg, folder, test, vocab, device)
+        if cfg.data.labelled_fraction < 1 or cfg.semi.stage2_epochs > 0:
+            report["semi"] = semi_section(cfg, folder, test, vocab, device, report["captioning"])
     if model.matcher.modality is not None:
         report["modality"] = modality_section(model, embeddings)
     grid = None

@@ -87,7 +87,8 @@ def metrics_html(report: dict) -> str:
                   + "".join(f"<th>{n}</th>" for n in names) + "</tr><tr>"
                   + "".join(f"<td>{'n/a' if cap[n] is None else f'{cap[n]:.3f}'}</td>" for n in names)
                   + "</tr></table>"]
-    for key, title in (("synthesis", "Synthesis (text to image)"), ("wrong_pairs", "Injected wrong training pairs")):
+    for key, title in (("synthesis", "Synthesis (text to image)"), ("wrong_pairs", "Injected wrong training pairs"),
+                       ("semi", "Semi-supervised captioning (stage 1, stage 2)")):
         block = report.get(key)
         if block:
             flat = {k: v for k, v in _flatten(block).items() if not isinstance(v, list)}

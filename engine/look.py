@@ -19,6 +19,14 @@ def reference_strings(captions: Sequence[str], max_len: int) -> list[str]:
     return [" ".join(tokenize(c)[:max_len] + [END]) for c in captions]
 
 
+def split_cider_d(captions: Sequence[str], split: Split, max_len: int) -> float:
+    """CIDEr-D (document frequencies from these references) of one caption per image of ``split``,
+    in split order (``len(captions)`` may cover only its first images)."""
+    gts = {i: reference_strings(split.captions[i], max_len) for i in range(len(captions))}
+    res = {i: [" ".join(c.split() + [END])] for i, c in enumerate(captions)}
+    return float(CiderD().compute_score(gts, res)[0])
+
+
 def candidate_strings(tokens: torch.Tensor, vocab: Vocabulary) -> list[str]:
     """Generated ids ``(N, L)`` -> strings with ``<end>`` when the caption ended (DESIGN section 3)."""
     out = []
@@ -31,13 +39,15 @@ def candidate_strings(tokens: torch.Tensor, vocab: Vocabulary) -> list[str]:
 class CaptionReward:
     """CIDEr-D of sampled captions against their image's training references.
 
-    Document frequencies come once from the whole training split (never from a batch), and each
-    image's reference n-gram vectors are cached (``CiderD`` corpus mode).
+    Document frequencies come once from the whole training split, or from its labelled ``images``
+    only (never from a batch), and each image's reference n-gram vectors are cached (``CiderD``
+    corpus mode).
     """
 
-    def __init__(self, split: Split, vocab: Vocabulary, max_len: int):
+    def __init__(self, split: Split, vocab: Vocabulary, max_len: int, images: Optional[Sequence[int]] = None):
         self.vocab = vocab
-        corpus = {i: reference_strings(caps, max_len) for i, caps in enumerate(split.captions)}
+        images = range(split.num_images) if images is None else images
+        corpus = {int(i): reference_strings(split.captions[int(i)], max_len) for i in images}
         self.cider = CiderD(corpus=corpus)
 
     def __call__(self, image_ids: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:

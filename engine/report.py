@@ -44,8 +44,24 @@ def markdown_table(report: dict) -> str:
         lines += ["", f"captioning (beam {cap.get('beam_size', '?')}, pycocoevalcap scale):", "",
                   "| " + " | ".join(names) + " |", "|" + "---|" * len(names),
                   "| " + " | ".join("n/a" if cap[k] is None else f"{cap[k]:.3f}" for k in names) + " |"]
+        if "distinctiveness" in cap:
+            d, f = cap["distinctiveness"], cap["fluency"]
+            lines.append(f"\ndistinctiveness (each caption retrieves its image among the split's, own matcher): "
+                         f"R@1 {d['r1']:.1f}, R@5 {d['r5']:.1f}; fluency: {f['mean_words']:.1f} words, "
+                         f"{f['stutter_pct']:.1f}% with a word repeated, {f['seen_in_references_pct']:.1f}% verbatim "
+                         "among the references")
         for phase, m in report.get("captioning_by_phase", {}).items():
             lines.append(f"\nafter {phase.upper()}: CIDEr {m['CIDEr']:.3f}, BLEU-4 {m['BLEU-4']:.3f}")
+    semi = report.get("semi")
+    if semi:
+        lines += ["", f"semi-supervised captioning ({semi['labelled_images']} labelled training images, "
+                      f"{semi['stage2_epochs']} stage-2 epochs):", "",
+                  "| stage | CIDEr | BLEU-4 | distinct R@1 | verbatim refs % |", "|---|---|---|---|---|"]
+        for stage in ("stage1", "stage2"):
+            if stage in semi:
+                m = semi[stage]
+                lines.append(f"| {stage} | {m['CIDEr']:.3f} | {m['BLEU-4']:.3f} | {m['distinctiveness']['r1']:.1f} | "
+                             f"{m['fluency']['seen_in_references_pct']:.1f} |")
         lines += [f"\nnote: {n}" for n in cap.get("notes", [])]
     syn = report.get("synthesis")
     if syn:

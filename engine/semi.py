@@ -1,0 +1,223 @@
+"""Semi-supervised captioning, stage 2: SCST on unlabelled images rewarded by our own frozen matcher.
+
+Stage 1 is ordinary training on the labelled images (``data.labelled_fraction``). Stage 2
+(``semi.stage2_epochs > 0``) starts from stage 1's best checkpoint (kept as ``stage1.pt``), freezes
+the matcher and trains the decoder only:
+
+- on unlabelled images, SCST whose reward is the matcher's judgement of each sampled caption:
+  ``retrieval`` (default), the log-probability that the caption retrieves its own image among the
+  batch's images, or ``similarity``, the raw pair score;
+- on a batch of labelled images, SCST with the matcher's reward plus ``semi.cider_weight`` x
+  CIDEr-D against their references, and the decoder's cross-entropy on their captions
+  (``semi.fluency_weight``), which keeps the language from drifting into word salad that merely
+  pleases the matcher.
+
+The advantage is each sample's reward minus the mean of the image's other samples. The frozen
+matcher's image embeddings are computed once. ``best.pt`` is rewritten with the new decoder after
+every stage-2 epoch; an interrupted stage 2 restarts from ``stage1.pt``. Under torchrun stage 2
+runs on the main process only (it trains the decoder alone, which is cheap).
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from config import Config, ConfigError
+from data.datasets import pad_captions
+from data.labelled import labelled_ids, unlabelled_ids
+from data.records import Split
+from data.vocab import Vocabulary
+from losses.caption_xe import caption_xe
+from losses.scst import mean_of_others_baseline, self_critical
+
+from .captioning import distinctiveness, evaluate_captions, generate_captions
+from .checkpoint import load_checkpoint, save_atomic
+from .evaluation import encode_split
+from .look import CaptionReward, split_cider_d
+from .run import RunFolder, load_trained
+
+REWARDS = ("retrieval", "similarity")
+STAGE1 = "stage1.pt"
+
+
+def check_semi_config(cfg: Config) -> None:
+    """Refuse a stage 2 that cannot run, before any training starts."""
+    if cfg.semi.stage2_epochs <= 0:
+        return
+    if cfg.look.lambda_i2t <= 0:
+        raise ConfigError("semi.stage2_epochs > 0 trains the caption decoder, but it is switched off "
+                          "(look.lambda_i2t=0); train with look.lambda_i2t=1")
+    if cfg.semi.reward not in REWARDS:
+        raise ConfigError(f"semi.reward={cfg.semi.reward!r} is not one of {', '.join(REWARDS)}")
+    if cfg.look.scst_samples < 2:
+        raise ConfigError("stage 2's baseline is the mean of an image's other samples: look.scst_samples must be "
+                          f">= 2, got {cfg.look.scst_samples}")
+    if cfg.semi.temperature <= 0:
+        raise ConfigError(f"semi.temperature must be > 0, got {cfg.semi.temperature}")
+
+
+def sampled_caption_ids(tokens: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sampled ``tokens (N, L)`` (no ``<start>``, ``<pad>`` after ``<end>``) -> ``<start>``-led ids
+    ``(N, L + 1)`` and lengths ``(N,)`` as the text encoder reads them."""
+    start = torch.full((tokens.shape[0], 1), Vocabulary.start_id, dtype=tokens.dtype, device=tokens.device)
+    return torch.cat([start, tokens], 1), mask.sum(1).long().cpu() + 1
+
+
+@torch.no_grad()
+def matcher_reward(matcher, img: dict, tokens: torch.Tensor, mask: torch.Tensor, mode: str = "retrieval",
+                   temperature: float = 0.01) -> torch.Tensor:
+    """``(B, n)`` rewards of ``n`` sampled captions per image (rows ``b*n .. b*n+n-1`` belong to
+    image ``b`` of ``img``, per-branch ``(B, D)`` embeddings).
+
+    ``similarity``: the pair's score. ``retrieval``: ``log softmax_j(s(j, c) / temperature)`` at
+    the caption's own image ``j = b``, over the ``B`` images: high only for a caption that fits its
+    image better than the others (an order embedding gives a generic caption a high raw score).
+    """
+    if mode not in REWARDS:
+        raise ValueError(f"reward {mode!r} is not one of {', '.join(REWARDS)}")
+    b = next(iter(img.values())).shape[0]
+    n = tokens.shape[0] // b
+    ids, lengths = sampled_caption_ids(tokens, mask)
+    cap = matcher.encode_captions(ids, lengths)
+    owner = torch.arange(b, device=tokens.device).repeat_interleave(n)  # (B*n,)
+    if mode == "similarity":
+        return matcher.paired_similarity({k: v[owner] for k, v in img.items()}, cap).view(b, n)
+    scores = matcher.similarity(img, cap) / temperature  # (B, B*n)
+    logp = torch.log_softmax(scores, dim=0)
+    return logp[owner, torch.arange(b * n, device=tokens.device)].view(b, n)
+
+
+class LabelledCaptions:
+    """Random labelled images with one of their captions each, as padded id tensors."""
+
+    def __init__(self, split: Split, vocab: Vocabulary, max_len: int, rng: np.random.Generator):
+        self.split, self.vocab, self.max_len, self.rng = split, vocab, max_len, rng
+        self.images = labelled_ids(split)
+
+    def draw(self, n: int) -> tuple[np.ndarray, torch.Tensor, torch.Tensor]:
+        ids = self.rng.choice(self.images, size=min(n, len(self.images)), replace=False)
+        texts = [self.split.captions[i][self.rng.integers(len(self.split.captions[i]))] for i in ids]
+        captions, lengths = pad_captions([torch.tensor(self.vocab.encode(t, self.max_len)) for t in texts])
+        return ids, captions, lengths
+
+
+def stage2_step(model, cfg: Config, feats: dict, pool_ids: np.ndarray, labelled: LabelledCaptions,
+                cider: CaptionReward, device: torch.device) -> tuple[torch.Tensor, dict]:
+    """The loss of one stage-2 step over ``pool_ids`` (unlabelled images) and a labelled batch."""
+    decoder, matcher, semi = model.decoder, model.matcher, cfg.semi
+    n, temp = cfg.look.scst_samples, cfg.look.temperature
+    terms = {}
+    img = {k: v[pool_ids].to(device) for k, v in feats.items()}
+    tokens, logprobs, mask = decoder.sample(img["grounded"], n, temp)
+    rewards = semi.similarity_weight * matcher_reward(matcher, img, tokens, mask, semi.reward, semi.temperature)
+    scst = self_critical(logprobs, mask, rewards, mean_of_others_baseline(rewards))
+    terms["unlabelled_scst"], terms["_unlabelled_reward"] = scst.loss, scst.reward
+    if semi.labelled_batch > 0 and (semi.cider_weight > 0 or semi.fluency_weight > 0):
+        ids, captions, lengths = labelled.draw(semi.labelled_batch)
+        lab = {k: v[ids].to(device) for k, v in feats.items()}
+        if semi.cider_weight > 0:
+            tokens, logprobs, mask = decoder.sample(lab["grounded"], n, temp)
+            rewards = semi.cider_weight * cider(torch.as_tensor(ids), tokens).to(device)
+            if semi.similarity_weight > 0 and len(ids) > 1:
+                rewards = rewards + semi.similarity_weight * matcher_reward(matcher, lab, tokens, mask, semi.reward,
+                                                                            semi.temperature)
+            scst = self_critical(logprobs, mask, rewards, mean_of_others_baseline(rewards))
+            terms["labelled_scst"], terms["_labelled_reward"] = scst.loss, scst.reward
+        if semi.fluency_weight > 0:
+            captions = captions.to(device)
+            terms["fluency_xe"] = semi.fluency_weight * caption_xe(decoder(lab["grounded"], captions, lengths),
+                                                                   captions, lengths)
+    loss = sum(v for k, v in terms.items() if not k.startswith("_"))
+    return loss, {k.lstrip("_"): float(v.detach()) for k, v in terms.items()}
+
+
+def run_stage2(cfg: Config, folder: RunFolder, train_split: Split, val_split: Split, vocab: Vocabulary,
+               device: torch.device, writer=None, step: int = 0) -> dict:
+    """Stage 2 from stage 1's best checkpoint; rewrites ``best.pt`` with the new decoder each epoch."""
+    stage1 = os.path.join(folder.root, STAGE1)
+    if not os.path.exists(stage1):
+        save_atomic(load_checkpoint(folder.checkpoint("best")), stage1)
+    ckpt = load_checkpoint(stage1)
+    model = load_trained(folder.root, stage1)[2].to(device)
+    for p in model.matcher.parameters():
+        p.requires_grad_(False)
+    model.matcher.eval()
+    feats = encode_split(model.matcher, train_split, vocab, cfg.data, device, cfg.train.eval_batch_size, True, False)[0]
+    pool = unlabelled_ids(train_split)
+    pool = pool if len(pool) else np.arange(train_split.num_images)  # every image labelled: all of them
+    rng = np.random.default_rng([cfg.train.seed, 2])
+    labelled = LabelledCaptions(train_split, vocab, cfg.data.max_caption_len, rng)
+    cider = CaptionReward(train_split, vocab, cfg.look.max_len, labelled.images)
+    optimizer = torch.optim.Adam(model.decoder.parameters(), lr=cfg.semi.lr)
+    start, history = time.time(), []
+    for epoch in range(cfg.semi.stage2_epochs):
+        model.decoder.train()
+        model.matcher.eval()  # frozen: no dropout in the reward's caption encoding
+        order = rng.permutation(pool)
+        batches = [order[i:i + cfg.semi.batch_size] for i in range(0, len(order), cfg.semi.batch_size)]
+        batches = [b for b in batches if len(b) > 1]  # the retrieval reward needs two images
+        bar = tqdm(batches, desc=f"stage 2 epoch {epoch + 1}/{cfg.semi.stage2_epochs}", disable=writer is None,
+                   leave=False)
+        for ids in bar:
+            loss, terms = stage2_step(model, cfg, feats, ids, labelled, cider, device)
+            if not torch.isfinite(loss):
+                raise RuntimeError(f"stage 2: non-finite loss at epoch {epoch + 1}: {terms}; stage 1's model is "
+                                   f"kept in {stage1}")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.train.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(model.decoder.parameters(), cfg.train.grad_clip)
+            optimizer.step()
+            step += 1
+            bar.set_postfix(reward=f"{terms['unlabelled_reward']:.3f}")
+            if writer is not None and step % cfg.train.log_every == 0:
+                for name, value in terms.items():
+                    writer.add_scalar(f"stage2/{name}", value, step)
+        summary = validate_stage2(model, cfg, val_split, vocab, device)
+        history.append({"epoch": epoch + 1, **summary})
+        if writer is not None:
+            for name, value in summary.items():
+                writer.add_scalar(f"stage2/val_{name}", value, step)
+        save_atomic({**ckpt, "model": model.state_dict(), "stage2": {"epochs": epoch + 1, "history": history}},
+                    folder.checkpoint("best"))
+        print(f"stage 2 epoch {epoch + 1}: val CIDEr-D {summary['cider_d']:.3f}, distinct R@1 {summary['r1']:.1f} "
+              f"(first {VAL_IMAGES} val images)")
+    return {"epochs": cfg.semi.stage2_epochs, "seconds": round(time.time() - start, 1), "history": history}
+
+
+VAL_IMAGES = 500
+
+
+def validate_stage2(model, cfg: Config, val_split: Split, vocab: Vocabulary, device: torch.device) -> dict:
+    """Val CIDEr-D and distinctiveness of the beam-searched captions of the first val images."""
+    captions = generate_captions(model, val_split, vocab, cfg.data, device, cfg.look.beam_size,
+                                 cfg.train.eval_batch_size, progress=False, limit=VAL_IMAGES)
+    return {"cider_d": split_cider_d(captions, val_split, cfg.look.max_len),
+            "r1": distinctiveness(model.matcher, val_split, captions, vocab, cfg.data, device,
+                                  cfg.train.eval_batch_size)["r1"]}
+
+
+def semi_section(cfg: Config, folder: RunFolder, test: Split, vocab: Vocabulary, device: torch.device,
+                 captioning: dict) -> dict:
+    """The report's ``semi`` block: test captioning of stage 1 (``stage1.pt``) beside stage 2
+    (``captioning``, the best checkpoint's), with distinctiveness and the word-salad indicators."""
+    keys = ("CIDEr", "BLEU-4", "distinctiveness", "fluency")
+    marked = os.path.join(folder.root, "labelled_images.json")
+    labelled = len(json.load(open(marked))["images"]) if os.path.exists(marked) else "all"
+    out = {"labelled_fraction": cfg.data.labelled_fraction, "labelled_images": labelled,
+           "stage2_epochs": cfg.semi.stage2_epochs, "reward": cfg.semi.reward}
+    stage1 = os.path.join(folder.root, STAGE1)
+    if not os.path.exists(stage1):
+        out["stage1"] = {k: captioning[k] for k in keys}
+        return out
+    model = load_trained(folder.root, stage1)[2].to(device)
+    metrics = evaluate_captions(model, test, vocab, cfg.data, device, cfg.look.beam_size, cfg.train.eval_batch_size,
+                                progress=False, meteor=False)
+    out["stage1"] = {k: metrics[k] for k in keys}
+    out["stage2"] = {k: captioning[k] for k in keys}
+    return out
