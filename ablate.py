@@ -1,12 +1,14 @@
 """The paper's ablation on one config: each path switched on in turn, same budget, one table.
 
-    python ablate.py [--config FILE] [--out runs/ablation] [--rerank 20] [--beyond] [key=value ...]
+    python ablate.py [--config FILE] [--out runs/ablation] [--rerank 20] [--beyond [--rows a,b]] [key=value ...]
 
 Rows (every one trains with the same config and epochs, only the paths differ):
 embedding only (look and imagine off); + look; + imagine; full (look + imagine); full + fused
 (the full run re-ranked by the fused pair score, weight picked on val); with ``--beyond``, the
 full model plus each related system in turn (robust noisy-pair weighting, mined hard negatives,
-one-word contrast negatives, modality-invariant embedding). Each row trains into
+one-word contrast negatives, modality-invariant embedding, contrast plus GAN-imagined negatives,
+semi-supervised captioning from 10% of the captions). The table shows retrieval and, for rows with
+a decoder, test CIDEr and how often a generated caption retrieves its own image (caption R@1). Each row trains into
 ``OUT/<row>``; a row whose folder already holds a finished run of the same config is reused, so
 an interrupted ablation continues where it stopped. Writes ``OUT/ablation.md`` and
 ``OUT/ablation.json``.
@@ -41,9 +43,27 @@ BEYOND_ROWS = (
     ("mined", "full + mined hard negatives (queue 512)", ["loss.mined_negatives=512"]),
     ("contrast", "full + one-word contrast negatives", ["loss.contrast_weight=1"]),
     ("invariant", "full + modality-invariant (GRL)", ["model.invariant_weight=0.1"]),
+    ("imagined", "full + contrast and imagined negatives", ["loss.contrast_weight=1", "loss.imagined_weight=1"]),
+    ("semi10", "full, 10% labelled + stage 2", ["data.labelled_fraction=0.1", "semi.stage2_epochs=3"]),
 )
 # Keys that may differ between a reused run folder and the row's config.
 IGNORED_KEYS = ("train.out_dir",) + train.RESUMABLE_KEYS
+
+
+def beyond_rows(beyond: bool, names: Optional[str]) -> tuple:
+    """The --beyond rows, or the named ones (a ConfigError names the valid rows)."""
+    if not beyond:
+        if names:
+            raise ConfigError("--rows picks among the --beyond rows; add --beyond")
+        return ()
+    if not names:
+        return BEYOND_ROWS
+    wanted = [n.strip() for n in names.split(",") if n.strip()]
+    known = [r[0] for r in BEYOND_ROWS]
+    unknown = [n for n in wanted if n not in known]
+    if unknown:
+        raise ConfigError(f"--rows: unknown row(s) {', '.join(unknown)}; the --beyond rows are {', '.join(known)}")
+    return tuple(r for r in BEYOND_ROWS if r[0] in wanted)
 
 
 def finished_run(folder: str, cfg) -> Optional[dict]:
@@ -65,13 +85,16 @@ def finished_run(folder: str, cfg) -> Optional[dict]:
 
 
 def table(rows: list[dict]) -> str:
-    head = ("| row | i2t R@1 | R@5 | R@10 | t2i R@1 | R@5 | R@10 | rsum | train time |\n"
-            "|---|---|---|---|---|---|---|---|---|\n")
+    head = ("| row | i2t R@1 | R@5 | R@10 | t2i R@1 | R@5 | R@10 | rsum | CIDEr | caption R@1 | train time |\n"
+            "|---|---|---|---|---|---|---|---|---|---|---|\n")
     lines = []
     for r in rows:
         m = r["retrieval"]
         cells = [f"{m[d][k]:.1f}" for d in ("i2t", "t2i") for k in ("r1", "r5", "r10")]
-        lines.append(f"| {r['label']} | " + " | ".join(cells) + f" | {m['rsum']:.1f} | {r['train_seconds'] / 60:.1f} min |")
+        cap = r.get("captioning")
+        cells += [f"{m['rsum']:.1f}", "-" if not cap else f"{cap['CIDEr']:.3f}",
+                  "-" if not cap or "distinctiveness" not in cap else f"{cap['distinctiveness']['r1']:.1f}"]
+        lines.append(f"| {r['label']} | " + " | ".join(cells) + f" | {r['train_seconds'] / 60:.1f} min |")
     return head + "\n".join(lines) + "\n"
 
 
@@ -81,11 +104,14 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     parser.add_argument("--out", default="runs/ablation", help="folder for the row runs and the table")
     parser.add_argument("--rerank", type=int, default=20, metavar="K", help="top K re-ranked in the fused row")
     parser.add_argument("--beyond", action="store_true",
-                        help="add the rows of the systems beyond LIM (robust, mined negatives, contrast, invariant)")
+                        help="add the rows of the systems beyond LIM (robust, mined negatives, contrast, invariant, "
+                             "imagined negatives, semi-supervised captioning)")
+    parser.add_argument("--rows", help="comma-separated subset of the --beyond rows (default: all of them), e.g. "
+                        "robust,semi10")
     parser.add_argument("overrides", nargs="*", help="dotted key=value overrides applied to every row")
     args = parser.parse_args(argv)
     rows = []
-    for name, label, switches in ROWS + (BEYOND_ROWS if args.beyond else ()):
+    for name, label, switches in ROWS + beyond_rows(args.beyond, args.rows):
         folder = os.path.join(args.out, name)
         cfg = load_config(args.config, [*args.overrides, *switches, f"train.out_dir={folder}"])
         report = finished_run(folder, cfg)
@@ -96,7 +122,9 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
             report = train.run(cfg)
         else:
             print(f"ablation row '{label}': reusing the finished run in {folder}")
+        cap = report.get("captioning")
         rows.append({"row": name, "label": label, "run": folder, "retrieval": report["retrieval"]["embedding"],
+                     "captioning": None if cap is None else {k: cap[k] for k in ("CIDEr", "distinctiveness") if k in cap},
                      "train_seconds": report["train_seconds"]})
     at = [r["row"] for r in rows].index("full")
     full = rows[at]

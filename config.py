@@ -6,6 +6,7 @@ that name the key and list the valid ones (OmegaConf structured configs do the c
 """
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass, field
 from typing import Optional, Sequence
@@ -100,7 +101,11 @@ class LossConfig:
     # relation word swapped is a negative for its image, hinge-ranked below the true caption with this
     # weight (0: off), from epoch contrast_start_epoch on (a curriculum: easy negatives first).
     contrast_weight: float = 0.0
-    contrast_start_epoch: int = 0
+    contrast_start_epoch: int = 0  # also when imagined negatives start
+    # The generator's image of each swapped caption as a negative for the original caption (caption
+    # as query), hinge-weighted by this (0: off; needs the GAN), on the first imagined_pairs pairs.
+    imagined_weight: float = 0.0
+    imagined_pairs: int = 24
 
 
 @dataclass
@@ -151,6 +156,8 @@ class LookConfig:
     scst_baseline: str = "mean"  # mean (of the other samples; "new self-critical") | greedy
     temperature: float = 1.0  # sampling temperature in SCST
     beam_size: int = 3  # decoding for evaluation and the caption demo
+    # METEOR in the end-of-training report (its Java scorer takes ~15 s to start; evaluate.py always runs it).
+    meteor: bool = True
 
 
 @dataclass
@@ -217,7 +224,8 @@ class Config:
 
 def valid_keys(node: Optional[DictConfig] = None, prefix: str = "") -> list[str]:
     """Every dotted leaf key of the tree, e.g. ``data.shapes.n_train``."""
-    node = OmegaConf.structured(Config) if node is None else node
+    if node is None:
+        return list(_all_keys())
     keys = []
     for key in node:
         value = node[key]
@@ -227,6 +235,11 @@ def valid_keys(node: Optional[DictConfig] = None, prefix: str = "") -> list[str]
         else:
             keys.append(dotted)
     return keys
+
+
+@functools.lru_cache(maxsize=1)
+def _all_keys() -> tuple[str, ...]:
+    return tuple(valid_keys(OmegaConf.structured(Config)))
 
 
 def _explain(err: OmegaConfBaseException, where: str) -> ConfigError:
@@ -255,11 +268,12 @@ def load_config(path: Optional[str] = None, overrides: Sequence[str] = ()) -> Co
             cfg = OmegaConf.merge(cfg, preset)
         except OmegaConfBaseException as err:
             raise _explain(err, path) from None
+    known = set(valid_keys())
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"override '{item}' is not key=value (e.g. data.batch_size=64)")
         key = item.split("=", 1)[0]
-        if key not in valid_keys():
+        if key not in known:
             inside = [k for k in valid_keys() if k.startswith(key + ".")]
             if inside:
                 raise ConfigError(

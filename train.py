@@ -181,6 +181,9 @@ def run(cfg: Config) -> dict:
     if cfg.train.schedule not in SCHEDULES:
         raise ConfigError(f"train.schedule={cfg.train.schedule!r} is not one of {', '.join(SCHEDULES)}")
     check_semi_config(cfg)
+    if cfg.loss.imagined_weight > 0 and cfg.imagine.lambda_t2i <= 0:
+        raise ConfigError("loss.imagined_weight > 0 needs the text-to-image GAN to imagine the negatives, but it is "
+                          "switched off (imagine.lambda_t2i=0); train with imagine.lambda_t2i=1")
     dist, device = distributed.setup(cfg.train.device)
     try:
         return _run(cfg, dist, device)
@@ -333,7 +336,8 @@ def _run(cfg: Config, dist: distributed.Dist, device: torch.device) -> dict:
         loader = make_loader(cfg, train_split, vocab, epoch, dist)
         start_weighting(cfg, pairs, epoch, writer, state["step"])
         pairs.progress = epoch / max(cfg.train.epochs - 1, 1)
-        contrast_on = cfg.loss.contrast_weight > 0 and epoch >= cfg.loss.contrast_start_epoch
+        contrast_on = (cfg.loss.contrast_weight > 0 or cfg.loss.imagined_weight > 0) \
+            and epoch >= cfg.loss.contrast_start_epoch
         pairs.swapper = (pairs.swapper or TokenSwapper(vocab)) if contrast_on else None
         summary = train_epoch(cfg, ddp, optimizers, loss_fn, loader, device, epoch, state, writer, folder, reward,
                               critic, pairs)

@@ -86,7 +86,8 @@ def final_report(cfg: Config, folder: RunFolder, device: torch.device, state: di
     if model.decoder is not None:
         report["captioning"] = evaluate_captions(model, test, vocab, cfg.data, device, cfg.look.beam_size,
                                                  cfg.train.eval_batch_size,
-                                                 results_path=os.path.join(folder.root, "captions_test.json"))
+                                                 results_path=os.path.join(folder.root, "captions_test.json"),
+                                                 meteor=cfg.look.meteor)
         report["captioning_by_phase"] = captioning_by_phase(cfg, folder, test, vocab, device)
         if cfg.data.labelled_fraction < 1 or cfg.semi.stage2_epochs > 0:
             report["semi"] = semi_section(cfg, folder, test, vocab, device, report["captioning"])

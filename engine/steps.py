@@ -13,7 +13,7 @@ from losses.ranking import RankingLoss
 from models.modality import modality_logits_loss, ramp
 
 from . import distributed
-from .imagine import Critic, gan_images, generator_terms
+from .imagine import Critic, encoder_images, gan_images, generator_terms
 from .look import CaptionReward, look_terms
 from .robust import PairLossRecord
 
@@ -149,7 +149,7 @@ def joint_step(model, batch, device: torch.device, cfg: Config, loss_fn: Ranking
         if weights is not None:
             terms["_clean_weight_mean"] = weights.mean()
     if "rank" in paths and pairs.swapper is not None:
-        terms.update(contrast_terms(raw.matcher, out, captions, lengths, pairs, cfg.loss, device))
+        terms.update(contrast_terms(raw, out, captions, lengths, pairs, cfg, device))
     if "modality_logits" in out:
         loss, accuracy = modality_logits_loss(out["modality_logits"], len(images))
         terms["invariant"] = cfg.model.invariant_weight * loss
@@ -167,20 +167,48 @@ def joint_step(model, batch, device: torch.device, cfg: Config, loss_fn: Ranking
     return loss, {k.lstrip("_"): float(v.detach() if torch.is_tensor(v) else v) for k, v in terms.items()}
 
 
-def contrast_terms(matcher, out: dict, captions: torch.Tensor, lengths: torch.Tensor, pairs: PairState, loss_cfg,
+def contrast_terms(model, out: dict, captions: torch.Tensor, lengths: torch.Tensor, pairs: PairState, cfg: Config,
                    device: torch.device) -> dict:
-    """``contrast``: each image's caption must beat that caption with one class word swapped, by the
-    margin (hinge, image as query), weighted ``loss.contrast_weight``; rows with nothing to swap skip."""
+    """Generated hard negatives from each caption with one class word swapped (rows with nothing to
+    swap are skipped and counted in ``contrast_skipped``):
+
+    - ``contrast`` (``loss.contrast_weight``): the image must score its caption above the swapped
+      caption by the margin (hinge, image as query);
+    - ``imagined`` (``loss.imagined_weight``, needs the GAN): the caption must score its image above
+      an image the generator imagines from the swapped caption (caption as query), on the first
+      ``loss.imagined_pairs`` rows. The generator runs without gradient (this loss trains the
+      matcher, not G) and the image encoder sees the imagined images with BatchNorm in eval mode,
+      so they never shift its running statistics.
+    """
+    matcher, loss_cfg = model.matcher, cfg.loss
     swapped, new_lengths, ok = pairs.swapper(captions, lengths, pairs.rng)
+    terms = {"_contrast_skipped": (~ok).float().sum()}
     if not ok.any():
-        return {}
+        return terms
     ok = ok.to(device)
     neg = matcher.encode_captions(swapped.to(device), new_lengths)
     pos_s = matcher.paired_similarity(out["img"], out["cap"])
-    neg_s = matcher.paired_similarity(out["img"], neg)
-    hinge = (loss_cfg.margin + neg_s - pos_s).clamp(min=0) * ok
-    return {"contrast": loss_cfg.contrast_weight * hinge.sum(),
-            "_contrast_violations": (hinge > 0).float().sum() / ok.sum()}
+    if loss_cfg.contrast_weight > 0:
+        hinge = (loss_cfg.margin + matcher.paired_similarity(out["img"], neg) - pos_s).clamp(min=0) * ok
+        terms["contrast"] = loss_cfg.contrast_weight * hinge.sum()
+        terms["_contrast_violations"] = (hinge > 0).float().sum() / ok.sum()
+    if loss_cfg.imagined_weight > 0:
+        n = min(loss_cfg.imagined_pairs or len(ok), len(ok))
+        with torch.no_grad():
+            text = neg["grounded"][:n].detach()
+            fake = model.imagine(text, torch.randn(n, model.imagine.z_dim, device=device))["fake"]
+        encoder = matcher.image_encoder
+        was_training = encoder.training
+        encoder.eval()
+        try:
+            fake_img = encoder(encoder_images(fake, cfg.data.image_size))
+        finally:
+            encoder.train(was_training)
+        fake_s = matcher.paired_similarity(fake_img, {k: v[:n] for k, v in out["cap"].items()})
+        hinge = (loss_cfg.margin + fake_s - pos_s[:n]).clamp(min=0) * ok[:n]
+        terms["imagined"] = loss_cfg.imagined_weight * hinge.sum()
+        terms["_imagined_violations"] = (hinge > 0).float().sum() / ok[:n].sum().clamp(min=1)
+    return terms
 
 
 def record_losses(record: PairLossRecord, caption_ids: torch.Tensor, losses: torch.Tensor) -> None:

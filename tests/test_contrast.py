@@ -106,3 +106,61 @@ def test_contrast_training_runs_and_logs_its_term(tmp_path):
     events = EventAccumulator(str(tmp_path / "run" / "tb"))
     events.Reload()
     assert "train/contrast" in events.Tags()["scalars"]
+
+
+def test_imagined_negatives_train_the_matcher_not_the_generator(tmp_path):
+    """The imagined term: hinge of the caption's score on the image G imagines from its swapped
+    caption against its score on its own image; gradient to the image encoder, none to G, and the
+    imagined images leave the encoder's BatchNorm statistics alone."""
+    from config import load_config
+    from data.contrast import TokenSwapper
+    from data.datasets import pad_captions
+    from data.vocab import build_vocab
+    from engine.imagine import encoder_images
+    from engine.steps import PairState, contrast_terms
+    from models.lim import LIM
+    from tests.test_train import tiny
+
+    cfg = load_config(None, tiny(tmp_path, **{"loss.imagined_weight": 2.0, "loss.margin": 100.0,
+                                              "look.lambda_i2t": 0}))
+    texts = ["a red circle", "a large blue square", "there is nothing"]
+    vocab = build_vocab(texts + ["a green triangle small"])
+    torch.manual_seed(0)
+    model = LIM(cfg.model, cfg.look, cfg.imagine, len(vocab)).train()
+    captions, lengths = pad_captions([torch.tensor(vocab.encode(t)) for t in texts])
+    out = model(torch.randn(3, 3, 32, 32), captions, lengths)
+    bn = {k: v.clone() for k, v in model.matcher.image_encoder.state_dict().items() if "running" in k}
+    torch.manual_seed(5)
+    terms = contrast_terms(model, out, captions, lengths, PairState(swapper=TokenSwapper(vocab),
+                                                                    rng=np.random.default_rng(1)), cfg, "cpu")
+    assert float(terms["_contrast_skipped"]) == 1 and "contrast" not in terms  # contrast_weight is 0
+    for k, v in model.matcher.image_encoder.state_dict().items():
+        if "running" in k:
+            assert torch.equal(v, bn[k]), k
+    # naive reference: the same swaps and noise, every hinge active (margin 100)
+    swapped, new_lengths, ok = TokenSwapper(vocab)(captions, lengths, np.random.default_rng(1))
+    assert ok.tolist() == [True, True, False]
+    with torch.no_grad():
+        neg = model.matcher.encode_captions(swapped, new_lengths)
+        torch.manual_seed(5)
+        fake = model.imagine(neg["grounded"], torch.randn(3, model.imagine.z_dim))["fake"]
+        model.matcher.image_encoder.eval()
+        fake_img = model.matcher.image_encoder(encoder_images(fake, cfg.data.image_size))
+        model.matcher.image_encoder.train()
+        fake_s = model.matcher.paired_similarity(fake_img, out["cap"])
+        pos_s = model.matcher.paired_similarity(out["img"], out["cap"])
+    expected = 2.0 * ((100 + fake_s - pos_s) * ok).sum()
+    assert float(terms["imagined"].detach()) == pytest.approx(float(expected), rel=1e-5)
+    model.zero_grad(set_to_none=True)
+    terms["imagined"].backward()
+    assert all(p.grad is None for p in model.imagine.parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.matcher.image_encoder.parameters())
+
+
+def test_imagined_negatives_without_the_gan_say_how_to_train_it(tmp_path):
+    import train
+    from config import ConfigError
+    from tests.test_train import tiny
+
+    with pytest.raises(ConfigError, match="imagine.lambda_t2i=1"):
+        train.main(tiny(tmp_path, **{"loss.imagined_weight": 1.0, "imagine.lambda_t2i": 0}))

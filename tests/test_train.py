@@ -1,6 +1,7 @@
 """End-to-end runs of train.main / evaluate.main on a tiny Shapes set."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -25,14 +26,14 @@ def tiny(tmp_path, out="run", **extra) -> list[str]:
         "train.one_caption_per_image": True, "train.out_dir": str(tmp_path / out), "train.log_every": 1,
         "look.hidden": 16, "look.word_dim": 8, "look.max_len": 8, "look.scst_epochs": 1, "look.scst_samples": 2,
         "imagine.image_size": 32, "imagine.c_dim": 8, "imagine.z_dim": 8, "imagine.g_width": 4, "imagine.d_width": 4,
-        "imagine.batch_pairs": 0,
+        "imagine.batch_pairs": 0, "look.meteor": False,  # METEOR's Java start-up is most of a tiny run
     }
     args.update(extra)
     return [f"{k}={v}" for k, v in args.items()]
 
 
 def test_main_writes_run_folder_and_report(tmp_path):
-    report = train.main(tiny(tmp_path))
+    report = train.main(tiny(tmp_path, **{"look.meteor": True}))
     run = tmp_path / "run"
     for name in ("config.yaml", "vocab.json", "best.pt", "last.pt", "report.json", "report.md"):
         assert (run / name).exists(), name
@@ -42,6 +43,8 @@ def test_main_writes_run_folder_and_report(tmp_path):
     emb = saved["retrieval"]["embedding"]
     assert set(emb) >= {"i2t", "t2i", "rsum"} and set(emb["i2t"]) == {"r1", "r5", "r10", "medr", "meanr"}
     assert emb["rsum"] == pytest.approx(sum(emb[d][k] for d in ("i2t", "t2i") for k in ("r1", "r5", "r10")), abs=0.05)
+    if shutil.which("java"):
+        assert 0 <= saved["captioning"]["METEOR"] <= 1
     ckpt = load_checkpoint(str(run / "last.pt"))  # weights_only=True inside
     assert ckpt["epoch"] == 1 and ckpt["step"] == 2 * (48 // 16)
     assert not [p for p in os.listdir(run) if ".tmp" in p]
@@ -132,7 +135,7 @@ def test_ddp_sequential_schedule_with_every_beyond_lim_switch(tmp_path):
     """torchrun, 2 gloo processes, the paper's sequential updates with robust weighting, mined and
     contrast negatives and the modality adversary all on: DDP accepts every parameter's use."""
     extra = {"train.device": "cpu", "train.schedule": "sequential", "robust.enabled": True, "robust.warmup_epochs": 1,
-             "loss.warmup_epochs": 0, "loss.mined_negatives": 16, "loss.contrast_weight": 1.0,
+             "loss.warmup_epochs": 0, "loss.mined_negatives": 16, "loss.contrast_weight": 1.0, "loss.imagined_weight": 1.0,
              "model.invariant_weight": 0.1, "data.wrong_fraction": 0.25, "look.scst_epochs": 0}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29519",
            os.path.join(ROOT, "train.py"), *tiny(tmp_path, **extra)]
