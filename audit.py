@@ -2,9 +2,10 @@
 
     python audit.py RUN_DIR [--split train] [--out DIR] [--top 50] [--checkpoint best]
 
-Writes ``DIR/audit_{split}.csv`` (one row per pair, most suspect first: image, caption, fused
-score, clean probability, ranking loss, the discriminator's logit for runs with a GAN, and the
-suspect flag at the threshold fitted on val), ``DIR/audit_{split}.html`` (the top suspects with
+Writes ``DIR/audit_{split}.csv`` (one row per pair, most suspect first: image, caption, the
+combined suspicion (mean rank percentile of the signals), fused score, clean probability, ranking
+loss, the loss training last recorded (robust runs), the discriminator's logit for runs with a
+GAN, and the suspect flag at the fused score's threshold fitted on val), ``DIR/audit_{split}.html`` (the top suspects with
 thumbnails; a missing image is named on the page) and ``DIR/audit_{split}.json`` (notes and, when
 the run was trained on injected wrong pairs, the AUROC and average precision of every signal at
 finding them). DIR defaults to RUN_DIR.
@@ -38,7 +39,7 @@ def audit(run_dir: str, split: str = "train", out: Optional[str] = None, top: in
     val = load_split(cfg.data, "val")
     result = audit_split(run_dir, model, cfg, vocab, data, val, dev, progress)
     signals = result["signals"]
-    order = np.argsort(signals["score"], kind="stable")  # lowest fused score = most suspect first
+    order = np.argsort(-np.nan_to_num(signals["suspicion"], nan=-1.0), kind="stable")  # most suspect first
     wrong = known_wrong(data)
     out = out or run_dir
     os.makedirs(out, exist_ok=True)

@@ -2,8 +2,10 @@
 
 Signals per pair: the fused pair score (embedding similarity + caption log-likelihood, fitted on
 val), the pair's ranking loss in a batch of other pairs (hardest negatives, as training sees it),
-the clean probability of that loss under a two-component mixture, and, for runs with the GAN, the
-matching-aware discriminator's logit for the real image with the caption's condition.
+the clean probability of that loss under a two-component mixture, for robust runs the loss that
+training last recorded for the pair, and, for runs with the GAN, the matching-aware
+discriminator's logit for the real image with the caption's condition. They are combined into one
+``suspicion`` by averaging each pair's rank percentile under every signal.
 """
 from __future__ import annotations
 
@@ -147,36 +149,72 @@ def _signals(run_dir: str, model: LIM, cfg, vocab: Vocabulary, split: Split, val
         signals["score"] = emb
     signals["ranking_loss"] = pair_ranking_losses(model, split, vocab, cfg, device, progress=progress)
     signals["clean_probability"] = clean_probability(signals["ranking_loss"])
+    recorded = load_checkpoint(RunFolder(run_dir).checkpoint("last")).get("pair_losses") if split.name == "train" \
+        else None
+    if recorded is not None and len(recorded["losses"]) == split.num_captions:
+        signals["recorded_loss"] = recorded["losses"].numpy()  # each pair's loss when training last saw it
     discriminator = load_discriminator(run_dir, cfg) if model.imagine is not None else None
     if discriminator is not None:
         signals["d_logit"] = discriminator_logits(model, discriminator.to(device), split, vocab, cfg, device)
     else:
         notes.append("no discriminator in this run (imagine.lambda_t2i=0): no d_logit signal")
+    signals["suspicion"] = combined_suspicion(signals)
     return {"signals": signals, "notes": notes}
+
+
+# Each signal's direction: +1 when a larger value is more suspect.
+SUSPECT_DIRECTION = {"score": -1, "ranking_loss": 1, "recorded_loss": 1, "d_logit": -1}
+
+
+def combined_suspicion(signals: dict) -> np.ndarray:
+    """``(M,)`` in [0, 1]: the mean over the signals of :data:`SUSPECT_DIRECTION` present of each
+    pair's rank percentile by that signal's suspicion (1 = the most suspect pair by every signal).
+    Ranks make the signals' different scales comparable. A signal that could not score a pair (a
+    pair training never saw has no recorded loss) is left out of that pair's mean; a pair no signal
+    scored (its image is missing) stays NaN."""
+    parts = []
+    for name, direction in SUSPECT_DIRECTION.items():
+        if name not in signals:
+            continue
+        values = direction * np.asarray(signals[name], dtype=np.float64)
+        finite = np.isfinite(values)
+        ranks = np.full(len(values), np.nan)
+        order = np.argsort(values[finite], kind="stable")
+        pct = np.empty(len(order))
+        pct[order] = np.arange(len(order)) / max(len(order) - 1, 1)
+        ranks[finite] = pct
+        parts.append(ranks)
+    parts = np.stack(parts)
+    seen = np.isfinite(parts).sum(0)
+    total = np.where(np.isfinite(parts), parts, 0.0).sum(0)
+    return np.where(seen > 0, total / np.maximum(seen, 1), np.nan)
 
 
 def detection_summary(signals: dict, wrong: np.ndarray) -> dict:
     """AUROC / AP of each signal at finding the known wrong pairs (higher suspicion = more likely wrong)."""
-    suspicion = {"score": -signals["score"], "ranking_loss": signals["ranking_loss"],
-                 "clean_probability": -signals["clean_probability"]}
-    if "d_logit" in signals:
-        suspicion["d_logit"] = -signals["d_logit"]
-    scored = np.isfinite(signals["score"])  # pairs with a missing image are left out
-    return {name: detection_metrics(s[scored], wrong[scored]) for name, s in suspicion.items()}
+    suspicion = {name: direction * signals[name] for name, direction in SUSPECT_DIRECTION.items() if name in signals}
+    suspicion["clean_probability"] = -signals["clean_probability"]
+    if "suspicion" in signals:
+        suspicion["combined"] = signals["suspicion"]
+    out = {}
+    for name, s in suspicion.items():
+        scored = np.isfinite(signals["score"]) & np.isfinite(s)  # pairs with a missing image are left out
+        out[name] = detection_metrics(s[scored], wrong[scored])
+    return out
 
 
 def write_csv(path: str, split: Split, signals: dict, order: np.ndarray, wrong: Optional[np.ndarray]) -> None:
     flat = split.flat_captions()
     k = split.num_captions // max(split.num_images, 1)
-    columns = ["rank", "caption_index", "image", "caption", "score", "clean_probability", "ranking_loss"]
-    columns += [c for c in ("d_logit", "suspect") if c in signals] + (["injected_wrong"] if wrong is not None else [])
+    optional = [c for c in ("recorded_loss", "d_logit", "suspect") if c in signals]
+    columns = ["rank", "caption_index", "image", "caption", "suspicion", "score", "clean_probability", "ranking_loss"]
+    columns += optional + (["injected_wrong"] if wrong is not None else [])
     buf = io.StringIO()
     writer = csv.writer(buf)
     writer.writerow(columns)
     for rank, j in enumerate(order, 1):
         row = [rank, int(j), split.images.describe(int(j) // k), flat[j]]
-        row += [_cell(signals[c][j]) for c in ("score", "clean_probability", "ranking_loss", "d_logit", "suspect")
-                if c in signals]
+        row += [_cell(signals[c][j]) for c in ["suspicion", "score", "clean_probability", "ranking_loss", *optional]]
         if wrong is not None:
             row.append(int(wrong[j]))
         writer.writerow(row)
@@ -199,8 +237,10 @@ def suspects_html(split: Split, signals: dict, order: np.ndarray, top: int, titl
     for rank, j in enumerate(order[:top], 1):
         known = "" if wrong is None else f"<td>{'wrong' if wrong[j] else 'correct'}</td>"
         rows.append(f"<tr><td>{rank}</td><td>{thumbnail(split, int(j) // k)}</td><td>{html.escape(flat[j])}</td>"
-                    f"<td>{signals['score'][j]:.3f}</td><td>{signals['clean_probability'][j]:.3f}</td>{known}</tr>")
-    head = "<tr><th>rank</th><th>image</th><th>caption</th><th>score</th><th>clean probability</th>"
+                    f"<td>{signals['suspicion'][j]:.3f}</td><td>{signals['score'][j]:.3f}</td>"
+                    f"<td>{signals['clean_probability'][j]:.3f}</td>{known}</tr>")
+    head = ("<tr><th>rank</th><th>image</th><th>caption</th><th>suspicion</th><th>score</th>"
+            "<th>clean probability</th>")
     head += "" if wrong is None else "<th>injected</th>"
     summary_html = ""
     if summary:
@@ -212,7 +252,7 @@ def suspects_html(split: Split, signals: dict, order: np.ndarray, top: int, titl
                          + "".join(f"<li>{html.escape(m)}</li>" for m in missing) + "</ul>")
     return (f"<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
             f"<style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>{summary_html}"
-            f"<h2>Top {min(top, len(order))} suspects (lowest fused score first)</h2>"
+            f"<h2>Top {min(top, len(order))} suspects (highest combined suspicion first)</h2>"
             f"<table>{head}</tr>{''.join(rows)}</table></body></html>\n")
 
 
