@@ -79,8 +79,7 @@ def evaluate(run_dir: str, split: str = "test", protocol: str = "auto", checkpoi
         "protocol": result["primary"],
         "retrieval": retrieval_section(result),
     }
-    if model.matcher.modality is not None:
-        report["modality"] = modality_section(model, embeddings)
+    report["modality"] = modality_section(model, embeddings)
     if swap_test:
         report["swaps"] = swap_accuracy(model, data, vocab, cfg, dev, progress=progress)
     if rerank:

@@ -11,7 +11,7 @@ from data import load_split
 from data.vocab import Vocabulary
 from models.lim import LIM
 from models.matcher import BRANCHES
-from models.modality import modality_accuracy
+from models.modality import modality_accuracy, probe_accuracy
 
 from .captioning import evaluate_captions
 from .evaluation import encode_split, evaluate_retrieval
@@ -53,11 +53,16 @@ def imagined_grid(cfg: Config, folder: RunFolder, model: LIM, test, vocab: Vocab
 
 
 def modality_section(model: LIM, embeddings: tuple) -> dict:
-    """``modality``: the trained modality classifier's balanced accuracy on the split's embeddings
-    (50% = it cannot tell image vectors from caption vectors)."""
-    acc = modality_accuracy(model.matcher.modality, *embeddings, list(BRANCHES))
-    return {"classifier_accuracy": round(100 * acc, 2),
-            "note": "balanced accuracy of the modality classifier trained behind gradient reversal; 50 = indistinguishable"}
+    """``modality``: how well image vectors can be told from caption vectors (balanced accuracy,
+    50% = indistinguishable): a fresh probe trained on half the split's embeddings, for any run,
+    and, for runs trained with the adversary, that classifier itself."""
+    out = {"probe_accuracy": round(100 * probe_accuracy(*embeddings, list(BRANCHES)), 2)}
+    if model.matcher.modality is not None:
+        out["classifier_accuracy"] = round(100 * modality_accuracy(model.matcher.modality, *embeddings,
+                                                                   list(BRANCHES)), 2)
+    out["note"] = ("probe: an MLP trained on half the images and their captions, tested on the rest; classifier: the "
+                   "adversary trained behind gradient reversal (model.invariant_weight > 0); 50 = indistinguishable")
+    return out
 
 
 def final_report(cfg: Config, folder: RunFolder, device: torch.device, state: dict, writer=None) -> dict:
@@ -91,8 +96,7 @@ def final_report(cfg: Config, folder: RunFolder, device: torch.device, state: di
         report["captioning_by_phase"] = captioning_by_phase(cfg, folder, test, vocab, device)
         if cfg.data.labelled_fraction < 1 or cfg.semi.stage2_epochs > 0:
             report["semi"] = semi_section(cfg, folder, test, vocab, device, report["captioning"])
-    if model.matcher.modality is not None:
-        report["modality"] = modality_section(model, embeddings)
+    report["modality"] = modality_section(model, embeddings)
     grid = None
     if model.imagine is not None:
         report["synthesis"], grid = imagined_grid(cfg, folder, model, test, vocab, device)

@@ -79,9 +79,12 @@ def markdown_table(report: dict) -> str:
                          f"(diversity {syn['diversity_ratio']:.2f} of real)")
         if "note" in syn:
             lines.append(f"- note: {syn['note']}")
-    if "modality" in report:
-        lines += ["", f"modality classifier (behind gradient reversal) on the test embeddings: balanced accuracy "
-                      f"{report['modality']['classifier_accuracy']:.1f}% (50% = image and caption vectors indistinguishable)"]
+    modality = report.get("modality")
+    if modality:
+        adversary = "" if "classifier_accuracy" not in modality else \
+            f"; the adversary trained behind gradient reversal: {modality['classifier_accuracy']:.1f}%"
+        lines += ["", f"image vs caption vectors (balanced accuracy, 50% = indistinguishable): a fresh probe "
+                      f"{modality['probe_accuracy']:.1f}%{adversary}"]
     swaps = report.get("swaps")
     if swaps:
         lines += ["", "one-word swaps (% of tests the true caption wins):", "",

@@ -76,3 +76,38 @@ def modality_accuracy(classifier: ModalityClassifier, img: dict, cap: dict, bran
     logits = torch.cat([classifier(branch_vectors(img, branches)), classifier(branch_vectors(cap, branches))])
     labels = torch.cat([torch.ones(len(img[branches[0]])), torch.zeros(len(cap[branches[0]]))]).to(logits)
     return float(balanced_accuracy(logits, labels))
+
+
+def probe_accuracy(img: dict, cap: dict, branches=None, hidden: int = 64, steps: int = 300, seed: int = 0) -> float:
+    """How separable the two modalities are for a fresh classifier: trained on the vectors of half
+    the images and their captions, tested on the other half (balanced accuracy; 50% = the
+    modalities are indistinguishable). Works on any run, with or without the adversary."""
+    branches = branches or list(img)
+    x_img, x_cap = branch_vectors(img, branches).float(), branch_vectors(cap, branches).float()
+    n = len(x_img)
+    if n < 2:
+        raise ValueError("the modality probe needs at least two images")
+    k = len(x_cap) // n  # captions per image, in image order
+    gen = torch.Generator().manual_seed(seed)
+    perm = torch.randperm(n, generator=gen)
+    halves = perm[: n // 2], perm[n // 2:]
+
+    def part(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        caps = (images[:, None] * k + torch.arange(k)).reshape(-1)
+        x = torch.cat([x_img[images], x_cap[caps]])
+        return x, torch.cat([torch.ones(len(images)), torch.zeros(len(caps))])
+
+    (x_train, y_train), (x_test, y_test) = part(halves[0]), part(halves[1])
+    mean, std = x_train.mean(0), x_train.std(0) + 1e-6  # the probe sees standardised vectors
+    torch.manual_seed(seed)
+    probe = ModalityClassifier(x_train.shape[1], hidden)
+    optimizer = torch.optim.Adam(probe.parameters(), lr=1e-3)
+    pos_weight = (y_train == 0).sum() / (y_train == 1).sum()  # balance images against captions
+    with torch.enable_grad():
+        for _ in range(steps):
+            loss = F.binary_cross_entropy_with_logits(probe((x_train - mean) / std), y_train, pos_weight=pos_weight)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    with torch.no_grad():
+        return float(balanced_accuracy(probe((x_test - mean) / std), y_test))

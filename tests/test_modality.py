@@ -41,5 +41,18 @@ def test_ramp_and_balanced_accuracy():
 def test_invariant_training_reports_the_classifiers_accuracy(tmp_path):
     report = train.main(tiny(tmp_path, **{"train.epochs": 1, "look.lambda_i2t": 0, "imagine.lambda_t2i": 0,
                                           "model.invariant_weight": 0.5}))
-    assert 0 <= report["modality"]["classifier_accuracy"] <= 100
-    assert "modality classifier" in (tmp_path / "run" / "report.md").read_text()
+    assert 0 <= report["modality"]["classifier_accuracy"] <= 100 and 0 <= report["modality"]["probe_accuracy"] <= 100
+    assert "gradient reversal" in (tmp_path / "run" / "report.md").read_text()
+
+
+def test_the_probe_tells_apart_separable_modalities_and_not_identical_ones():
+    from models.modality import probe_accuracy
+
+    gen = torch.Generator().manual_seed(0)
+    img = {"a": torch.randn(200, 8, generator=gen)}
+    shifted = {"a": torch.randn(1000, 8, generator=gen) + 3.0}  # 5 captions per image, far away
+    same = {"a": torch.randn(1000, 8, generator=gen)}  # drawn like the images
+    assert probe_accuracy(img, shifted) > 0.98
+    assert abs(probe_accuracy(img, same) - 0.5) < 0.1
+    with pytest.raises(ValueError, match="two images"):
+        probe_accuracy({"a": img["a"][:1]}, {"a": same["a"][:5]})
