@@ -129,9 +129,14 @@ def save_checkpoint(path: str, model, optimizers: dict, scheduler, cfg: Config, 
 
 def resume_state(folder: RunFolder, cfg: Config, model, optimizers: dict, scheduler, critic: Optional[Critic],
                  pairs: Optional[PairState] = None) -> dict:
-    """Load ``last`` into the model and optimizers; refuse a checkpoint from another config."""
+    """Load ``last`` into the model and optimizers; refuse a checkpoint from another config.
+
+    A moved run folder resumes (``train.out_dir`` may differ), and so does a run whose stage-2
+    settings (``semi.*``) changed: stage 2 always restarts from ``stage1.pt``, so resuming a
+    finished run (or a copy of it) with other ``semi.*`` values reruns stage 2 alone."""
     ckpt = load_checkpoint(folder.checkpoint("last"))
-    diffs = [d for d in config_differences(ckpt["config"], to_dict(cfg)) if d.split(":")[0] not in RESUMABLE_KEYS]
+    diffs = [d for d in config_differences(ckpt["config"], to_dict(cfg))
+             if d.split(":")[0] not in RESUMABLE_KEYS + ("train.out_dir",) and not d.startswith("semi.")]
     if diffs:
         raise CheckpointError(
             f"{folder.checkpoint('last')} was trained with another config; resuming would mix two "

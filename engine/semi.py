@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from config import Config, ConfigError
+from config import Config, ConfigError, to_dict
 from data.datasets import pad_captions
 from data.labelled import labelled_ids, unlabelled_ids
 from data.records import Split
@@ -183,8 +183,8 @@ def run_stage2(cfg: Config, folder: RunFolder, train_split: Split, val_split: Sp
         if writer is not None:
             for name, value in summary.items():
                 writer.add_scalar(f"stage2/val_{name}", value, step)
-        save_atomic({**ckpt, "model": model.state_dict(), "stage2": {"epochs": epoch + 1, "history": history}},
-                    folder.checkpoint("best"))
+        save_atomic({**ckpt, "model": model.state_dict(), "config": to_dict(cfg),  # with this stage 2's settings
+                     "stage2": {"epochs": epoch + 1, "history": history}}, folder.checkpoint("best"))
         print(f"stage 2 epoch {epoch + 1}: val CIDEr-D {summary['cider_d']:.3f}, distinct R@1 {summary['r1']:.1f} "
               f"(first {VAL_IMAGES} val images)")
     return {"epochs": cfg.semi.stage2_epochs, "seconds": round(time.time() - start, 1), "history": history}

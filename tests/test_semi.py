@@ -146,3 +146,22 @@ def test_stage2_trains_the_decoder_only_and_reports_both_stages(tmp_path):
     assert semi["stage2"]["CIDEr"] == report["captioning"]["CIDEr"]
     assert set(semi["stage1"]["distinctiveness"]) == {"r1", "r5"}
     assert "semi-supervised captioning" in (run / "report.md").read_text()
+
+
+def test_a_finished_run_reruns_stage2_alone_with_other_settings(tmp_path):
+    import shutil
+
+    first = tiny(tmp_path, **{"data.labelled_fraction": 0.25, "semi.stage2_epochs": 1, "imagine.lambda_t2i": 0,
+                              "look.scst_epochs": 0, "semi.batch_size": 8, "semi.labelled_batch": 4})
+    train.main(first)
+    shutil.copytree(tmp_path / "run", tmp_path / "copy")
+    stage1 = (tmp_path / "copy" / "stage1.pt").read_bytes()
+    again = [o for o in first if not o.startswith(("train.out_dir=", "semi.stage2_epochs="))]
+    report = train.main(again + [f"train.out_dir={tmp_path / 'copy'}", "train.resume=true", "semi.stage2_epochs=2",
+                                 "semi.cider_weight=0"])
+    assert (tmp_path / "copy" / "stage1.pt").read_bytes() == stage1  # stage 1 untouched
+    best = load_checkpoint(str(tmp_path / "copy" / "best.pt"))
+    assert best["stage2"]["epochs"] == 2 and best["config"]["semi"]["cider_weight"] == 0
+    assert report["semi"]["stage2_epochs"] == 2
+    assert load_checkpoint(str(tmp_path / "copy" / "last.pt"))["step"] == load_checkpoint(
+        str(tmp_path / "run" / "last.pt"))["step"]  # no stage-1 step was trained again
