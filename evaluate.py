@@ -17,7 +17,11 @@ log-likelihood, weight picked on val). A run trained with ``data.wrong_fraction`
 pairs that were made wrong. ``swaps``: per word class (colour, shape, size, relation), how often
 the true caption beats the same caption with one word of that class swapped (image queries) and
 how often a caption picks its image over one showing the swapped thing (caption queries).
-``recall_metrics`` is importable from here.
+Captioning includes ``distinctiveness`` (how often each generated caption retrieves its own image
+among the split's, R@1 and R@5 in the run's embedding) and ``fluency`` (length, back-to-back
+repeated words, share found verbatim among the references). ``modality``: how well a fresh
+probe tells image vectors from caption vectors (and the adversary's accuracy for runs trained
+with ``model.invariant_weight``). ``recall_metrics`` is importable from here.
 """
 from __future__ import annotations
 
