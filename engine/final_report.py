@@ -95,7 +95,7 @@ def final_report(cfg: Config, folder: RunFolder, device: torch.device, state: di
                                                  meteor=cfg.look.meteor)
         report["captioning_by_phase"] = captioning_by_phase(cfg, folder, test, vocab, device)
         if cfg.data.labelled_fraction < 1 or cfg.semi.stage2_epochs > 0:
-            report["semi"] = semi_section(cfg, folder, test, vocab, device, report["captioning"])
+            report["semi"] = semi_section(cfg, folder, test, vocab, device)
     report["modality"] = modality_section(model, embeddings)
     grid = None
     if model.imagine is not None:

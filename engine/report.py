@@ -56,12 +56,12 @@ def markdown_table(report: dict) -> str:
     if semi:
         lines += ["", f"semi-supervised captioning ({semi['labelled_images']} labelled training images, "
                       f"{semi['stage2_epochs']} stage-2 epochs):", "",
-                  "| stage | CIDEr | BLEU-4 | distinct R@1 | verbatim refs % |", "|---|---|---|---|---|"]
+                  "| stage | checkpoint | CIDEr | BLEU-4 | distinct R@1 | verbatim refs % |", "|---|---|---|---|---|---|"]
         for stage in ("stage1", "stage2"):
             if stage in semi:
                 m = semi[stage]
-                lines.append(f"| {stage} | {m['CIDEr']:.3f} | {m['BLEU-4']:.3f} | {m['distinctiveness']['r1']:.1f} | "
-                             f"{m['fluency']['seen_in_references_pct']:.1f} |")
+                lines.append(f"| {stage} | {m['checkpoint']} | {m['CIDEr']:.3f} | {m['BLEU-4']:.3f} | "
+                             f"{m['distinctiveness']['r1']:.1f} | {m['fluency']['seen_in_references_pct']:.1f} |")
         lines += [f"\nnote: {n}" for n in cap.get("notes", [])]
     syn = report.get("synthesis")
     if syn:

@@ -1,8 +1,8 @@
 """Semi-supervised captioning, stage 2: SCST on unlabelled images rewarded by our own frozen matcher.
 
 Stage 1 is ordinary training on the labelled images (``data.labelled_fraction``). Stage 2
-(``semi.stage2_epochs > 0``) starts from stage 1's best checkpoint (kept as ``stage1.pt``), freezes
-the matcher and trains the decoder only:
+(``semi.stage2_epochs > 0``) starts from the end of stage 1 (``last.pt``: the decoder after its
+cross-entropy and SCST epochs), freezes the matcher and trains the decoder only:
 
 - on unlabelled images, SCST whose reward is the matcher's judgement of each sampled caption:
   ``retrieval`` (default), the log-probability that the caption retrieves its own image among the
@@ -13,9 +13,10 @@ the matcher and trains the decoder only:
   pleases the matcher.
 
 The advantage is each sample's reward minus the mean of the image's other samples. The frozen
-matcher's image embeddings are computed once. ``best.pt`` is rewritten with the new decoder after
-every stage-2 epoch; an interrupted stage 2 restarts from ``stage1.pt``. Under torchrun stage 2
-runs on the main process only (it trains the decoder alone, which is cheap).
+matcher's image embeddings are computed once. The result is ``stage2.pt`` (rewritten after every
+stage-2 epoch; ``best.pt``, chosen on val rsum, stays the retrieval model); an interrupted or
+resumed stage 2 restarts from ``last.pt``. Under torchrun stage 2 runs on the main process only
+(it trains the decoder alone, which is cheap).
 """
 from __future__ import annotations
 
@@ -42,7 +43,7 @@ from .look import CaptionReward, split_cider_d
 from .run import RunFolder, load_trained
 
 REWARDS = ("retrieval", "similarity")
-STAGE1 = "stage1.pt"
+STAGE2 = "stage2.pt"
 
 
 def check_semi_config(cfg: Config) -> None:
@@ -138,12 +139,10 @@ def stage2_step(model, cfg: Config, feats: dict, pool_ids: np.ndarray, labelled:
 
 def run_stage2(cfg: Config, folder: RunFolder, train_split: Split, val_split: Split, vocab: Vocabulary,
                device: torch.device, writer=None, step: int = 0) -> dict:
-    """Stage 2 from stage 1's best checkpoint; rewrites ``best.pt`` with the new decoder each epoch."""
-    stage1 = os.path.join(folder.root, STAGE1)
-    if not os.path.exists(stage1):
-        save_atomic(load_checkpoint(folder.checkpoint("best")), stage1)
+    """Stage 2 from the end of stage 1 (``last.pt``); writes ``stage2.pt`` after each epoch."""
+    stage1 = folder.checkpoint("last")
     ckpt = load_checkpoint(stage1)
-    model = load_trained(folder.root, stage1)[2].to(device)
+    model = load_trained(folder.root, "last")[2].to(device)
     for p in model.matcher.parameters():
         p.requires_grad_(False)
     model.matcher.eval()
@@ -167,7 +166,7 @@ def run_stage2(cfg: Config, folder: RunFolder, train_split: Split, val_split: Sp
             loss, terms = stage2_step(model, cfg, feats, ids, labelled, cider, device)
             if not torch.isfinite(loss):
                 raise RuntimeError(f"stage 2: non-finite loss at epoch {epoch + 1}: {terms}; stage 1's model is "
-                                   f"kept in {stage1}")
+                                   f"{stage1}")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.train.grad_clip > 0:
@@ -184,7 +183,7 @@ def run_stage2(cfg: Config, folder: RunFolder, train_split: Split, val_split: Sp
             for name, value in summary.items():
                 writer.add_scalar(f"stage2/val_{name}", value, step)
         save_atomic({**ckpt, "model": model.state_dict(), "config": to_dict(cfg),  # with this stage 2's settings
-                     "stage2": {"epochs": epoch + 1, "history": history}}, folder.checkpoint("best"))
+                     "stage2": {"epochs": epoch + 1, "history": history}}, os.path.join(folder.root, STAGE2))
         print(f"stage 2 epoch {epoch + 1}: val CIDEr-D {summary['cider_d']:.3f}, distinct R@1 {summary['r1']:.1f} "
               f"(first {VAL_IMAGES} val images)")
     return {"epochs": cfg.semi.stage2_epochs, "seconds": round(time.time() - start, 1), "history": history}
@@ -202,22 +201,20 @@ def validate_stage2(model, cfg: Config, val_split: Split, vocab: Vocabulary, dev
                                   cfg.train.eval_batch_size)["r1"]}
 
 
-def semi_section(cfg: Config, folder: RunFolder, test: Split, vocab: Vocabulary, device: torch.device,
-                 captioning: dict) -> dict:
-    """The report's ``semi`` block: test captioning of stage 1 (``stage1.pt``) beside stage 2
-    (``captioning``, the best checkpoint's), with distinctiveness and the word-salad indicators."""
-    keys = ("CIDEr", "BLEU-4", "distinctiveness", "fluency")
+def semi_section(cfg: Config, folder: RunFolder, test: Split, vocab: Vocabulary, device: torch.device) -> dict:
+    """The report's ``semi`` block: test captioning at the end of stage 1 (``last.pt``) and, when
+    stage 2 ran, of ``stage2.pt``, with distinctiveness and the word-salad indicators."""
     marked = os.path.join(folder.root, "labelled_images.json")
     labelled = len(json.load(open(marked))["images"]) if os.path.exists(marked) else "all"
     out = {"labelled_fraction": cfg.data.labelled_fraction, "labelled_images": labelled,
            "stage2_epochs": cfg.semi.stage2_epochs, "reward": cfg.semi.reward}
-    stage1 = os.path.join(folder.root, STAGE1)
-    if not os.path.exists(stage1):
-        out["stage1"] = {k: captioning[k] for k in keys}
-        return out
-    model = load_trained(folder.root, stage1)[2].to(device)
-    metrics = evaluate_captions(model, test, vocab, cfg.data, device, cfg.look.beam_size, cfg.train.eval_batch_size,
-                                progress=False, meteor=False)
-    out["stage1"] = {k: metrics[k] for k in keys}
-    out["stage2"] = {k: captioning[k] for k in keys}
+    stage2 = os.path.join(folder.root, STAGE2)
+    for stage, path in (("stage1", folder.checkpoint("last")), ("stage2", stage2)):
+        if stage == "stage2" and (cfg.semi.stage2_epochs <= 0 or not os.path.exists(path)):
+            continue
+        model = load_trained(folder.root, path)[2].to(device)
+        metrics = evaluate_captions(model, test, vocab, cfg.data, device, cfg.look.beam_size,
+                                    cfg.train.eval_batch_size, progress=False, meteor=False)
+        out[stage] = {k: metrics[k] for k in ("CIDEr", "BLEU-4", "distinctiveness", "fluency")}
+        out[stage]["checkpoint"] = os.path.basename(path)
     return out
