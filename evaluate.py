@@ -10,7 +10,8 @@ self-contained HTML page (eval_{split}.html: metrics, retrieved captions and ima
 queries, generated captions and images, recall@K curves). The JSON holds retrieval;
 captioning metrics when the run has a caption decoder; synthesis metrics when it has a generator
 and ``--evaluator`` names a separately trained run (matcher without the GAN) whose embedding
-grades the generated images. With ``--rerank K`` (runs with a decoder), ``retrieval.fused`` too:
+grades the generated images, and the distinctiveness of the generated captions under the
+evaluator's embedding (``captioning.distinctiveness_evaluator``). With ``--rerank K`` (runs with a decoder), ``retrieval.fused`` too:
 the embedding's top K per query re-ordered by the fused score (embedding similarity + caption
 log-likelihood, weight picked on val). A run trained with ``data.wrong_fraction`` gets
 ``wrong_pairs``: AUROC and average precision of the fused pair score at flagging the training
@@ -59,7 +60,8 @@ def evaluate(run_dir: str, split: str = "test", protocol: str = "auto", checkpoi
     """Evaluate ``checkpoint`` of ``run_dir`` on ``split``; returns (and writes) the report.
 
     Retrieval always; captioning too when the run has a decoder (and ``captions`` is true), with
-    the captions written in COCO results format to ``RUN_DIR/captions_{split}.json``; synthesis
+    the captions written in COCO results format to ``RUN_DIR/captions_{split}.json`` (``..._{name}.json``
+    for a checkpoint other than ``best``); synthesis
     when the run has a generator and ``evaluator`` names another run trained without the GAN.
     With ``html``, the page a person reads goes beside the JSON (``eval_test.json`` -> ``eval_test.html``).
     """
@@ -91,13 +93,17 @@ def evaluate(run_dir: str, split: str = "test", protocol: str = "auto", checkpoi
                                                      dev, progress)
     results = None
     if model.decoder is not None and captions:
-        results = os.path.join(run_dir, f"captions_{split}.json")
+        stem = "" if checkpoint == "best" else "_" + os.path.splitext(os.path.basename(checkpoint))[0]
+        results = os.path.join(run_dir, f"captions_{split}{stem}.json")
         report["captioning"] = evaluate_captions(model, data, vocab, cfg.data, dev, beam_size or cfg.look.beam_size,
                                                  cfg.train.eval_batch_size, progress, results)
-    if evaluator:
-        if model.imagine is None:
-            raise CheckpointError(f"{run_dir} has no generator (imagine.lambda_t2i=0): there is nothing to grade "
-                                  "with --evaluator; train with imagine.lambda_t2i=1")
+    if evaluator and model.imagine is None and "captioning" not in report:
+        raise CheckpointError(f"{run_dir} has neither a generator (imagine.lambda_t2i=0) nor captions to grade "
+                              "(no decoder, or --no-captions): there is nothing for --evaluator to grade")
+    if evaluator and "captioning" in report:
+        report["captioning"]["distinctiveness_evaluator"] = evaluator_distinctiveness(evaluator, run_dir, results, data,
+                                                                                      dev)
+    if evaluator and model.imagine is not None:
         report["synthesis"] = evaluate_synthesis(model, data, vocab, cfg, dev, evaluator, run_dir, seed, mismatched,
                                                  inception_weights, progress)
     elif model.imagine is not None:
@@ -122,6 +128,21 @@ def fused_section(model, cfg, vocab, data, embeddings, protocol: str, k: int, de
     return {**section, "protocol": protocol, "k": k, "weight": weight, "val_rsum": round(val_rsum, 2)}
 
 
+def evaluator_distinctiveness(evaluator: str, run_dir: str, results: str, data, device) -> dict:
+    """Distinctiveness of the run's generated captions (``results``, COCO format) under another run's
+    matcher: comparable across runs, and not the embedding a stage-2 reward was optimising."""
+    import json
+
+    from engine.captioning import distinctiveness
+    from engine.synthesis_metrics import load_evaluator
+
+    ecfg, evocab, emodel = load_evaluator(evaluator, run_dir)
+    captions = [r["caption"] for r in sorted(json.load(open(results)), key=lambda r: r["image_id"])]
+    out = distinctiveness(emodel.to(device).matcher, data, captions, evocab, ecfg.data, device,
+                          ecfg.train.eval_batch_size)
+    return {**out, "evaluator": evaluator}
+
+
 def main(argv: Optional[Sequence[str]] = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dir")
@@ -134,7 +155,8 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     parser.add_argument("--no-captions", action="store_true", help="skip the captioning metrics")
     parser.add_argument("--beam", type=int, help="beam size for captioning (default: the run's look.beam_size)")
     parser.add_argument("--evaluator", help="run folder of a matcher trained WITHOUT the GAN; grades generated "
-                                            "images (R-precision, Frechet distance in its embedding)")
+                                            "images (R-precision, Frechet distance in its embedding) and the "
+                                            "distinctiveness of generated captions")
     parser.add_argument("--inception-weights", help="local torch-fidelity Inception-v3 weights file: adds the "
                                                     "published FID and IS (needs pip install -e \".[fid]\")")
     parser.add_argument("--seed", type=int, default=0, help="noise and candidate-caption seed for synthesis")

@@ -167,3 +167,23 @@ def test_a_finished_run_reruns_stage2_alone_with_other_settings(tmp_path):
     stage2 = load_checkpoint(str(tmp_path / "copy" / "stage2.pt"))
     assert stage2["stage2"]["epochs"] == 2 and stage2["config"]["semi"]["cider_weight"] == 0
     assert report["semi"]["stage2_epochs"] == 2
+
+
+def test_evaluator_grades_caption_distinctiveness_in_its_own_embedding(tmp_path):
+    import evaluate
+    from engine.run import load_trained
+
+    train.main(tiny(tmp_path, out="captioner", **{"imagine.lambda_t2i": 0, "train.epochs": 1, "look.scst_epochs": 0}))
+    train.main(tiny(tmp_path, out="judge", **{"imagine.lambda_t2i": 0, "look.lambda_i2t": 0, "train.epochs": 1}))
+    report = evaluate.evaluate(str(tmp_path / "captioner"), checkpoint="last", evaluator=str(tmp_path / "judge"),
+                               progress=False, html=False, swap_test=False)
+    got = report["captioning"]["distinctiveness_evaluator"]
+    results = tmp_path / "captioner" / "captions_test_last.json"  # a non-best checkpoint's captions keep their own file
+    captions = [r["caption"] for r in sorted(json.load(open(results)), key=lambda r: r["image_id"])]
+    cfg, vocab, judge, _ = load_trained(str(tmp_path / "judge"))
+    want = distinctiveness(judge.matcher, load_split(cfg.data, "test"), captions, vocab, cfg.data, torch.device("cpu"))
+    assert {k: got[k] for k in ("r1", "r5")} == want and got["evaluator"] == str(tmp_path / "judge")
+    embedding_only = str(tmp_path / "judge")
+    with pytest.raises(Exception, match="nothing for --evaluator to grade"):
+        evaluate.evaluate(embedding_only, evaluator=str(tmp_path / "captioner"), progress=False, html=False,
+                          swap_test=False)
