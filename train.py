@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from config import Config, ConfigError, load_config, to_dict
+from config import Config, ConfigError, from_dict, load_config, to_dict
 from data import DataError, build_vocab, load_split
 from data.contrast import TokenSwapper
 from data.labelled import labelled_captions, labelled_ids
@@ -135,7 +135,8 @@ def resume_state(folder: RunFolder, cfg: Config, model, optimizers: dict, schedu
     settings (``semi.*``) changed: stage 2 always restarts from ``stage1.pt``, so resuming a
     finished run (or a copy of it) with other ``semi.*`` values reruns stage 2 alone."""
     ckpt = load_checkpoint(folder.checkpoint("last"))
-    diffs = [d for d in config_differences(ckpt["config"], to_dict(cfg))
+    saved = to_dict(from_dict(ckpt["config"]))  # keys added to the config since the run started take their defaults
+    diffs = [d for d in config_differences(saved, to_dict(cfg))
              if d.split(":")[0] not in RESUMABLE_KEYS + ("train.out_dir",) and not d.startswith("semi.")]
     if diffs:
         raise CheckpointError(

@@ -90,6 +90,19 @@ def test_resume_refuses_another_config(tmp_path):
         train.main(tiny(tmp_path, out="nothing", **{"train.resume": "true"}))
 
 
+def test_resume_accepts_a_run_from_before_a_config_key_was_added(tmp_path):
+    from engine.checkpoint import save_atomic
+
+    train.main(tiny(tmp_path, **{"train.epochs": 1, "look.lambda_i2t": 0, "imagine.lambda_t2i": 0}))
+    path = str(tmp_path / "run" / "last.pt")
+    ckpt = load_checkpoint(path)
+    del ckpt["config"]["loss"]["imagined_weight"]  # as a checkpoint written before that key existed
+    save_atomic(ckpt, path)
+    train.main(tiny(tmp_path, **{"train.epochs": 2, "look.lambda_i2t": 0, "imagine.lambda_t2i": 0,
+                                 "train.resume": "true"}))
+    assert load_checkpoint(path)["epoch"] == 1
+
+
 def test_bad_run_folders(tmp_path):
     with pytest.raises(CheckpointError, match="run folder not found"):
         evaluate.evaluate(str(tmp_path / "missing"))
