@@ -78,7 +78,7 @@ def modality_accuracy(classifier: ModalityClassifier, img: dict, cap: dict, bran
     return float(balanced_accuracy(logits, labels))
 
 
-def probe_accuracy(img: dict, cap: dict, branches=None, hidden: int = 64, steps: int = 300, seed: int = 0) -> float:
+def probe_accuracy(img: dict, cap: dict, branches=None, hidden: int = 64, steps: int = 100, seed: int = 0) -> float:
     """How separable the two modalities are for a fresh classifier: trained on the vectors of half
     the images and their captions, tested on the other half (balanced accuracy; 50% = the
     modalities are indistinguishable). Works on any run, with or without the adversary."""
@@ -101,7 +101,7 @@ def probe_accuracy(img: dict, cap: dict, branches=None, hidden: int = 64, steps:
     mean, std = x_train.mean(0), x_train.std(0) + 1e-6  # the probe sees standardised vectors
     torch.manual_seed(seed)
     probe = ModalityClassifier(x_train.shape[1], hidden)
-    optimizer = torch.optim.Adam(probe.parameters(), lr=1e-3)
+    optimizer = torch.optim.Adam(probe.parameters(), lr=1e-2)
     pos_weight = (y_train == 0).sum() / (y_train == 1).sum()  # balance images against captions
     with torch.enable_grad():
         for _ in range(steps):
