@@ -28,8 +28,8 @@ from tqdm import tqdm
 from config import Config, ConfigError, from_dict, load_config, to_dict
 from data import DataError, build_vocab, load_split
 from data.contrast import TokenSwapper
-from data.labelled import labelled_captions, labelled_ids
 from data.datasets import PairDataset, collate_pairs, image_transform
+from data.labelled import labelled_captions, labelled_ids
 from data.vocab import Vocabulary
 from engine import distributed
 from engine.checkpoint import CheckpointError, config_differences, load_checkpoint, rng_state, save_atomic, set_rng_state
@@ -41,7 +41,7 @@ from engine.final_report import GRID_CAPTIONS, GRID_SAMPLES, final_report
 from engine.report import write_json_atomic
 from engine.run import RunFolder, fresh_folder
 from engine.robust import PairLossRecord
-from engine.semi import check_semi_config, run_stage2
+from engine.semi import Stage2Error, check_semi_config, run_stage2
 from engine.steps import SCHEDULES, NegativeQueue, PairState, joint_step, look_phase, schedule_paths
 from engine.synthesis import split_grid
 from losses.ranking import RankingLoss
@@ -132,8 +132,8 @@ def resume_state(folder: RunFolder, cfg: Config, model, optimizers: dict, schedu
     """Load ``last`` into the model and optimizers; refuse a checkpoint from another config.
 
     A moved run folder resumes (``train.out_dir`` may differ), and so does a run whose stage-2
-    settings (``semi.*``) changed: stage 2 always restarts from ``stage1.pt``, so resuming a
-    finished run (or a copy of it) with other ``semi.*`` values reruns stage 2 alone."""
+    settings (``semi.*``) changed: stage 2 always restarts from the end of stage 1 (``last.pt``),
+    so resuming a finished run (or a copy of it) with other ``semi.*`` values reruns stage 2 alone."""
     ckpt = load_checkpoint(folder.checkpoint("last"))
     saved = to_dict(from_dict(ckpt["config"]))  # keys added to the config since the run started take their defaults
     diffs = [d for d in config_differences(saved, to_dict(cfg))
@@ -389,6 +389,6 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
 if __name__ == "__main__":
     try:
         main()
-    except (ConfigError, DataError, ModelError, CheckpointError, TrainingError) as err:
+    except (ConfigError, DataError, ModelError, CheckpointError, TrainingError, Stage2Error) as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)

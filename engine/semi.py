@@ -44,6 +44,11 @@ from .run import RunFolder, load_trained
 
 REWARDS = ("retrieval", "similarity")
 STAGE2 = "stage2.pt"
+VAL_IMAGES = 500  # stage 2's val CIDEr-D and distinctiveness are progress signals: a subset keeps them cheap
+
+
+class Stage2Error(RuntimeError):
+    """Stage 2 cannot go on (a non-finite loss); the message says where stage 1's model is."""
 
 
 def check_semi_config(cfg: Config) -> None:
@@ -165,7 +170,7 @@ def run_stage2(cfg: Config, folder: RunFolder, train_split: Split, val_split: Sp
         for ids in bar:
             loss, terms = stage2_step(model, cfg, feats, ids, labelled, cider, device)
             if not torch.isfinite(loss):
-                raise RuntimeError(f"stage 2: non-finite loss at epoch {epoch + 1}: {terms}; stage 1's model is "
+                raise Stage2Error(f"stage 2: non-finite loss at epoch {epoch + 1}: {terms}; stage 1's model is "
                                    f"{stage1}")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -187,9 +192,6 @@ def run_stage2(cfg: Config, folder: RunFolder, train_split: Split, val_split: Sp
         print(f"stage 2 epoch {epoch + 1}: val CIDEr-D {summary['cider_d']:.3f}, distinct R@1 {summary['r1']:.1f} "
               f"(first {VAL_IMAGES} val images)")
     return {"epochs": cfg.semi.stage2_epochs, "seconds": round(time.time() - start, 1), "history": history}
-
-
-VAL_IMAGES = 500
 
 
 def validate_stage2(model, cfg: Config, val_split: Split, vocab: Vocabulary, device: torch.device) -> dict:
