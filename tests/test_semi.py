@@ -11,7 +11,7 @@ from data import load_split
 from data.labelled import labelled_captions, labelled_ids, labelled_images, unlabelled_ids
 from data.records import DataError
 from engine.captioning import distinctiveness, fluency
-from engine.checkpoint import load_checkpoint
+from engine.checkpoint import CheckpointError, load_checkpoint
 from engine.semi import check_semi_config, matcher_reward, sampled_caption_ids
 from models.matcher import Matcher
 from models.similarity import similarity
@@ -184,6 +184,6 @@ def test_evaluator_grades_caption_distinctiveness_in_its_own_embedding(tmp_path)
     want = distinctiveness(judge.matcher, load_split(cfg.data, "test"), captions, vocab, cfg.data, torch.device("cpu"))
     assert {k: got[k] for k in ("r1", "r5")} == want and got["evaluator"] == str(tmp_path / "judge")
     embedding_only = str(tmp_path / "judge")
-    with pytest.raises(Exception, match="nothing for --evaluator to grade"):
+    with pytest.raises(CheckpointError, match="nothing for --evaluator to grade"):
         evaluate.evaluate(embedding_only, evaluator=str(tmp_path / "captioner"), progress=False, html=False,
                           swap_test=False)

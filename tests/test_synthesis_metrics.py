@@ -96,7 +96,7 @@ def test_evaluate_with_an_evaluator_run(tmp_path):
         evaluate.main([gan, "--evaluator", gan, "--mismatched", "9", "--no-captions"])
     with pytest.raises(CheckpointError, match="trained with the GAN"):
         load_evaluator(gan, ev)
-    with pytest.raises(CheckpointError, match="has no generator"):
+    with pytest.raises(CheckpointError, match="neither a generator"):
         evaluate.main([ev, "--evaluator", gan, "--no-captions"])
     with pytest.raises(ValueError, match="goes with --evaluator"):
         evaluate.main([gan, "--inception-weights", "x.pt", "--no-captions"])
