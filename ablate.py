@@ -7,10 +7,11 @@ embedding only (look and imagine off); + look; + imagine; full (look + imagine);
 (the full run re-ranked by the fused pair score, weight picked on val); with ``--beyond``, the
 full model plus each related system in turn (robust noisy-pair weighting, mined hard negatives,
 one-word contrast negatives, modality-invariant embedding, contrast plus GAN-imagined negatives,
-semi-supervised captioning from 10% of the captions). The table shows retrieval and, for rows with
-a decoder, test CIDEr and how often a generated caption retrieves its own image (caption R@1). Each row trains into
-``OUT/<row>``; a row whose folder already holds a finished run of the same config is reused, so
-an interrupted ablation continues where it stopped. Writes ``OUT/ablation.md`` and
+semi-supervised captioning from 10% of the captions; ``--rows`` picks some of them). The table
+shows retrieval and, for rows with a decoder, test CIDEr and how often a generated caption
+retrieves its own image (caption R@1). Each row trains into ``OUT/<row>``; a row whose folder
+already holds a finished run of the same config is reused, so an interrupted ablation continues
+where it stopped. Writes ``OUT/ablation.md`` and
 ``OUT/ablation.json``.
 """
 from __future__ import annotations
@@ -124,7 +125,8 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
             print(f"ablation row '{label}': reusing the finished run in {folder}")
         cap = report.get("captioning")
         rows.append({"row": name, "label": label, "run": folder, "retrieval": report["retrieval"]["embedding"],
-                     "captioning": None if cap is None else {k: cap[k] for k in ("CIDEr", "distinctiveness") if k in cap},
+                     "captioning": None if cap is None else
+                     {k: cap[k] for k in ("CIDEr", "distinctiveness") if k in cap},
                      "train_seconds": report["train_seconds"]})
     at = [r["row"] for r in rows].index("full")
     full = rows[at]

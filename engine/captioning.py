@@ -60,7 +60,7 @@ def distinctiveness(matcher, split: Split, captions: Sequence[str], vocab: Vocab
             ranks.append((scores > own[None]).sum(0))  # images scoring above the caption's own image
     matcher.train(was_training)
     ranks = torch.cat(ranks).float()
-    return {"r1": round(100 * float((ranks < 1).float().mean()), 2), "r5": round(100 * float((ranks < 5).float().mean()), 2)}
+    return {f"r{k}": round(100 * float((ranks < k).float().mean()), 2) for k in (1, 5)}
 
 
 def fluency(captions: Sequence[str], references: Sequence[str]) -> dict:
