@@ -2,6 +2,7 @@
 
     python -m data check [--config FILE] [--no-images] [key=value ...]
     python -m data extract --config FILE --out FEATURES.h5 [key=value ...]
+    python -m data build-icons {tabler,mdi} --out DIR [--package FILE.tgz] [--max-train 2500]
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from config import ConfigError, load_config
 
 from .check import check_dataset, format_report
 from .extract import extract_features
+from .icon_sets import SOURCES, build_icon_set
 from .records import DataError
 
 
@@ -29,7 +31,31 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     extract.add_argument("--device", default="auto")
     extract.add_argument("--batch-size", type=int, default=64)
     extract.add_argument("overrides", nargs="*", help="key=value overrides, e.g. model.cnn_weights=PATH")
+    icons = sub.add_parser("build-icons", help="build a real-image caption set (Karpathy JSON + PNGs) from an icon "
+                           "collection in the npm registry")
+    icons.add_argument("name", choices=sorted(SOURCES), help="which collection")
+    icons.add_argument("--out", required=True, help="folder for dataset_<name>.json and images/")
+    icons.add_argument("--package", help="the collection's npm .tgz or unpacked folder (default: npm pack the pinned "
+                       "version)")
+    icons.add_argument("--max-train", type=int, default=2500, help="training images kept (0: all)")
+    icons.add_argument("--val", type=int, default=250, help="about this many val images (whole concepts)")
+    icons.add_argument("--test", type=int, default=500, help="about this many test images (whole concepts)")
+    icons.add_argument("--size", type=int, default=72, help="side of the rendered PNGs")
+    icons.add_argument("--seed", type=int, default=0)
+    icons.add_argument("--limit", type=int, default=0, help="keep only this many icons (a quick subset)")
     args = parser.parse_args(argv)
+    if args.command == "build-icons":
+        try:
+            done = build_icon_set(args.name, args.out, args.package, args.max_train, args.val, args.test, args.size,
+                                  args.seed, args.limit)
+        except DataError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        skipped = f", {done['skipped']} skipped (named above)" if done["skipped"] else ""
+        print(f"wrote {done['json']}: train {done['train']}, val {done['val']}, test {done['test']} images{skipped}\n"
+              f"train with: python train.py --config configs/custom.yaml data.json={done['json']} "
+              f"data.image_root={done['image_root']}")
+        return 0 if done["train"] and done["val"] and done["test"] else 1
     from models.image_encoder import ModelError
 
     try:
