@@ -136,12 +136,13 @@ def captions_for(icon: Icon, rng: random.Random, n: int = 5) -> list[str]:
         pool += [f"{_article(cat)} {cat} icon showing {name}", f"{name} from the {cat} set"]
     first, rest = pool[0], pool[1:]
     rng.shuffle(rest)
-    # The first caption always names the icon; the others mix synonyms and category where there are some.
-    with_meta = [p for p in rest if any(s in p for s in syn[:3]) or (cat and cat in p)]
-    plain = [p for p in rest if p not in with_meta]
-    chosen = [first] + with_meta[:2] + plain
+    # The first caption always names the icon; then up to two phrasings with synonyms and one with
+    # the category, where there are some, and plain phrasings for the rest.
+    with_syn = [p for p in rest if any(s in p for s in syn[:3])]
+    with_cat = [p for p in rest if cat and cat in p and p not in with_syn]
+    plain = [p for p in rest if p not in with_syn and p not in with_cat]
     out = []
-    for c in chosen + with_meta[2:]:
+    for c in [first] + with_syn[:2] + with_cat[:1] + plain + with_syn[2:] + with_cat[1:]:
         if c not in out:
             out.append(c)
     return out[:n]
