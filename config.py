@@ -93,6 +93,10 @@ class LossConfig:
     margin: float = 0.05  # 0.05 for order, 0.2 for cosine
     max_violation: bool = True  # hardest negative per query (VSE++) once warm-up is over
     warmup_epochs: int = 4  # epochs of the sum form first (hardest-negative cold starts collapse)
+    # Epochs over which the hardest form ramps in after warm-up, step by step, through sums over the
+    # hardest k negatives with k shrinking from all to 1 (losses/ranking.py aggregate_negatives).
+    # 0: the hardest form switches on at once, which can collapse val rsum on real images.
+    hard_ramp_epochs: int = 0
     # Adaptive hard negatives: a queue of this many recent (detached) image and caption embeddings
     # joins every batch's candidates, so the hardest negative is mined from a pool that grows
     # harder as the embedding improves (0: off, in-batch negatives only).

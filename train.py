@@ -41,6 +41,7 @@ from engine.final_report import GRID_CAPTIONS, GRID_SAMPLES, final_report
 from engine.report import write_json_atomic
 from engine.run import RunFolder, fresh_folder
 from engine.robust import PairLossRecord
+from engine.schedule_watch import collapse_warning, schedule_changes
 from engine.semi import Stage2Error, check_semi_config, run_stage2
 from engine.steps import SCHEDULES, NegativeQueue, PairState, joint_step, look_phase, schedule_paths
 from engine.synthesis import split_grid
@@ -154,7 +155,12 @@ def resume_state(folder: RunFolder, cfg: Config, model, optimizers: dict, schedu
     if pairs is not None and pairs.record is not None and ckpt.get("pair_losses") is not None:
         pairs.record.load_state_dict(ckpt["pair_losses"])
     set_rng_state(ckpt["rng"])
-    return {k: ckpt[k] for k in ("epoch", "step", "best_rsum", "best_epoch", "seconds")}
+    state = {k: ckpt[k] for k in ("epoch", "step", "best_rsum", "best_epoch", "seconds")}
+    # Checkpoints from before the val history was kept know only the best epoch's rsum.
+    state["val_history"] = list(ckpt.get("val_history") or
+                                [state["best_rsum"] if e == state["best_epoch"] else float("nan")
+                                 for e in range(state["epoch"] + 1)])
+    return state
 
 
 def prepare_folder(cfg: Config, dist: distributed.Dist) -> RunFolder:
@@ -238,14 +244,14 @@ def train_epoch(cfg: Config, ddp, optimizers: dict, loss_fn: RankingLoss, loader
             group["lr"] = cfg.look.scst_lr if phase == "scst" else cfg.look.lr
     # Each path's gradient is clipped on its own, so a spike in one path cannot shrink another's update.
     groups = [[p for g in opt.param_groups for p in g["params"]] for opt in optimizers.values()]
-    max_violation = loss_fn.max_violation_at(epoch)
     bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.train.epochs} ({phase})", disable=writer is None, leave=False)
     pairs, last = 0, float("nan")
     updates = schedule_paths(cfg, phase, critic is not None)
-    for batch in bar:
+    for i, batch in enumerate(bar):
+        hard_weight = loss_fn.hard_weight_at(epoch + i / len(loader))  # ramps per step, not per epoch
         terms, loss_total = {}, 0.0
         for paths in updates:  # one update (joint), or one per path in the paper's order (sequential)
-            loss, update_terms = joint_step(ddp, batch, device, cfg, loss_fn, max_violation, phase, reward, critic, paths,
+            loss, update_terms = joint_step(ddp, batch, device, cfg, loss_fn, hard_weight, phase, reward, critic, paths,
                                             pair_state)
             terms.update(update_terms)
             if not (torch.isfinite(loss) and all(np.isfinite(v) for v in update_terms.values())):
@@ -269,6 +275,7 @@ def train_epoch(cfg: Config, ddp, optimizers: dict, loss_fn: RankingLoss, loader
             for name, value in terms.items():
                 writer.add_scalar(f"train/{name}", value, state["step"])
             writer.add_scalar("train/lr", optimizers["match"].param_groups[0]["lr"], state["step"])
+            writer.add_scalar("train/hard_weight", hard_weight, state["step"])
         if cfg.train.max_steps and state["step"] >= cfg.train.max_steps:
             break
     return {"loss": last, "pairs": pairs, "phase": phase}
@@ -323,13 +330,15 @@ def _run(cfg: Config, dist: distributed.Dist, device: torch.device) -> dict:
     pairs = PairState(record=PairLossRecord(train_split.num_captions) if cfg.robust.enabled else None,
                       queue=NegativeQueue(cfg.loss.mined_negatives) if cfg.loss.mined_negatives > 0 else None,
                       rng=np.random.default_rng([cfg.train.seed, dist.rank, 17]))
-    state = {"epoch": -1, "step": 0, "best_rsum": -1.0, "best_epoch": -1, "seconds": 0.0}
+    state = {"epoch": -1, "step": 0, "best_rsum": -1.0, "best_epoch": -1, "seconds": 0.0, "val_history": []}
     if cfg.train.resume:
         state = resume_state(folder, cfg, model, optimizers, scheduler, critic, pairs)
     # A sequential update uses only part of the model (the G update never reaches the image encoder).
     ddp = DistributedDataParallel(model, find_unused_parameters=cfg.train.schedule == "sequential") \
         if dist.enabled else model
-    loss_fn = RankingLoss(cfg.model.measure, cfg.loss.margin, cfg.loss.max_violation, cfg.loss.warmup_epochs)
+    loss_fn = RankingLoss(cfg.model.measure, cfg.loss.margin, cfg.loss.max_violation, cfg.loss.warmup_epochs,
+                          cfg.loss.hard_ramp_epochs)
+    changes = schedule_changes(cfg)
     scst = cfg.look.lambda_i2t > 0 and cfg.look.scst_epochs > 0
     reward = CaptionReward(train_split, vocab, cfg.look.max_len, labelled_ids(train_split)) if scst else None
     writer = SummaryWriter(folder.tensorboard) if dist.main else None
@@ -353,6 +362,7 @@ def _run(cfg: Config, dist: distributed.Dist, device: torch.device) -> dict:
         state["epoch"] = epoch
         if dist.main:
             rsum, text = validate(cfg, model, val_split, vocab, device, writer, state["step"])
+            state["val_history"] = state["val_history"][:epoch] + [rsum]
             writer.add_scalar("train/pairs_per_second", summary["pairs"] / max(seconds, 1e-9), state["step"])
             targets = ["last"]
             if rsum > state["best_rsum"]:
@@ -366,6 +376,10 @@ def _run(cfg: Config, dist: distributed.Dist, device: torch.device) -> dict:
             print(f"epoch {epoch + 1} ({summary['phase']}): loss {summary['loss']:.3f}, {text} "
                   f"(best rsum {state['best_rsum']:.1f} at epoch {state['best_epoch'] + 1}), "
                   f"{summary['pairs'] / max(seconds, 1e-9):.0f} pairs/s")
+            warning = collapse_warning(state["val_history"], changes)
+            if warning:
+                print(warning)
+                writer.add_text("train/collapse_warning", warning, state["step"])
         distributed.barrier()
 
     if dist.main and cfg.semi.stage2_epochs > 0:

@@ -18,6 +18,9 @@ from .vocab import build_vocab, oov_rate, tokenize
 
 SPLITS = ("train", "val", "test")
 
+# Warn when more than this share of val or test caption tokens would become <unk>.
+MAX_OOV = 0.5
+
 
 @dataclass
 class CheckReport:
@@ -25,7 +28,7 @@ class CheckReport:
 
     stats: dict = field(default_factory=dict)
     vocab_size: int = 0
-    oov: dict = field(default_factory=dict)
+    oov: dict = field(default_factory=dict)  # split -> share of its caption tokens that become <unk>
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -110,7 +113,7 @@ def check_dataset(cfg: DataConfig, open_images: bool = True) -> CheckReport:
     if "train" in splits:
         vocab = build_vocab(splits["train"].flat_captions(), cfg.vocab_threshold)
         report.vocab_size = len(vocab)
-        for name in ("val", "test"):
+        for name in SPLITS:
             if name in splits:
                 report.oov[name] = oov_rate(vocab, splits[name].flat_captions())
     return report
@@ -128,8 +131,18 @@ def format_report(cfg: DataConfig, report: CheckReport) -> str:
         )
     lines.append("")
     lines.append(f"vocabulary (train, threshold {cfg.vocab_threshold}): {report.vocab_size} words")
+    if report.oov:
+        lines.append(f"vocabulary coverage at data.vocab_threshold={cfg.vocab_threshold} (share of caption tokens "
+                     "in the vocabulary): " + ", ".join(f"{name} {100 * (1 - rate):.2f}%"
+                                                        for name, rate in report.oov.items()))
     for name, rate in report.oov.items():
         lines.append(f"OOV rate {name}: {100 * rate:.2f}% of tokens")
+    for name in ("val", "test"):
+        if report.oov.get(name, 0.0) > MAX_OOV:
+            lines.append(f"WARNING: {100 * report.oov[name]:.1f}% of {name} caption tokens would become <unk> "
+                         f"(more than {100 * MAX_OOV:.0f}%): the train captions share few words with {name}, or "
+                         f"data.vocab_threshold={cfg.vocab_threshold} is too high for this train set; try a lower "
+                         "data.vocab_threshold or check that the splits come from one dataset")
     if any(s["truncated_images"] or s["padded_images"] for s in report.stats.values()):
         lines.append(
             f"note: captions are truncated/padded (repeating the image's own) to exactly "

@@ -63,10 +63,11 @@ class PairState:
 
 
 def ranking_terms(img: dict, cap: dict, image_ids: torch.Tensor, branch_weights: dict, loss_fn: RankingLoss,
-                  max_violation: bool, queue: Optional[NegativeQueue] = None,
+                  hard_weight: float, queue: Optional[NegativeQueue] = None,
                   weigh: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
                   signal: bool = False) -> tuple[dict, Optional[torch.Tensor], Optional[torch.Tensor]]:
-    """``rank_<branch>`` per branch; with ``signal`` or ``weigh``, each pair's noise signal ``(B,)``
+    """``rank_<branch>`` per branch, each query's negatives reduced by ``hard_weight`` (0: sum, 1:
+    hardest; ``False``/``True`` work too); with ``signal`` or ``weigh``, each pair's noise signal ``(B,)``
     (its detached loss in the sum-over-negatives form, whatever form trains, so that its scale does
     not jump when hardest negatives switch on) and the pair weights ``weigh`` makes from it.
     Under torchrun the negatives come from every process; a ``queue`` adds its mined candidates."""
@@ -92,10 +93,10 @@ def ranking_terms(img: dict, cap: dict, image_ids: torch.Tensor, branch_weights:
         if gathered or mined:
             extra["all_im"], extra["all_cap"] = all_im, all_cap
         per_pair[branch] = weight * loss_fn(img[branch], cap[branch], image_ids=image_ids,
-                                            max_violation=max_violation, per_pair=True, **extra)
+                                            hard_weight=float(hard_weight), per_pair=True, **extra)
         if signal or weigh is not None:
             with torch.no_grad():
-                noise.append(weight * loss_fn(img[branch], cap[branch], image_ids=image_ids, max_violation=False,
+                noise.append(weight * loss_fn(img[branch], cap[branch], image_ids=image_ids, hard_weight=0.0,
                                               per_pair=True, **extra))
     total = sum(noise) if noise else None
     weights = weigh(total) if weigh is not None else None
@@ -110,7 +111,7 @@ PATHS = ("imagine", "look", "rank")
 SCHEDULES = ("joint", "sequential")
 
 
-def joint_step(model, batch, device: torch.device, cfg: Config, loss_fn: RankingLoss, max_violation: bool,
+def joint_step(model, batch, device: torch.device, cfg: Config, loss_fn: RankingLoss, hard_weight: float,
                phase: str, reward: Optional[CaptionReward], critic: Optional[Critic] = None,
                paths: tuple = PATHS, pairs: Optional[PairState] = None) -> tuple[torch.Tensor, dict]:
     """Weighted sum of the terms of ``paths`` for one batch, and the terms as floats for logging.
@@ -119,7 +120,8 @@ def joint_step(model, batch, device: torch.device, cfg: Config, loss_fn: Ranking
     paths, the discriminator is updated here first, on the first ``imagine.batch_pairs`` pairs; the
     generator's terms against the updated D then join the sum. The weighted losses go into one
     backward, so each encoder learns from the ranking loss and its generative path together.
-    Terms whose name starts with ``_`` are logged, not optimised.
+    Terms whose name starts with ``_`` are logged, not optimised. ``hard_weight`` reduces each
+    ranking query's negatives, from 0 (their sum) to 1 (the hardest), see :meth:`RankingLoss.hard_weight_at`.
 
     With ``pairs``: each pair's ranking loss is recorded (robust training), and while
     ``pairs.weighting`` is on, each pair's clean probability under the record's mixture weights its
@@ -140,7 +142,7 @@ def joint_step(model, batch, device: torch.device, cfg: Config, loss_fn: Ranking
     weigh = pairs.record.weights if pairs.record is not None and pairs.weighting else None
     if "rank" in paths or weigh is not None:  # the weights come from the pairs' ranking losses
         rank, per_pair, weights = ranking_terms(out["img"], out["cap"], image_ids, raw.matcher.branch_weights,
-                                                loss_fn, max_violation, pairs.queue if "rank" in paths else None,
+                                                loss_fn, hard_weight, pairs.queue if "rank" in paths else None,
                                                 weigh, signal=pairs.record is not None)
         if "rank" in paths:
             terms.update(rank)

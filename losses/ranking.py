@@ -7,7 +7,8 @@ For positives ``(i_k, c_k)`` with score ``s_kk`` and margin ``alpha``::
 
 summed over queries, or with ``max_violation`` only the hardest negative of each query (VSE++).
 Hardest-negative training from a cold start can collapse (every query stuck at ``alpha``, a loss of
-``2 B alpha``): warm up with the sum form, see :meth:`RankingLoss.max_violation_at`.
+``2 B alpha``): warm up with the sum form, then ramp the hardest form in gradually, see
+:meth:`RankingLoss.hard_weight_at` and :func:`aggregate_negatives`.
 """
 from __future__ import annotations
 
@@ -23,39 +24,82 @@ from models.similarity import MEASURES, similarity
 DEFAULT_MARGINS = {"cosine": 0.2, "order": 0.05}
 
 
+def aggregate_negatives(cost: torch.Tensor, hard_weight: float, dim: int) -> torch.Tensor:
+    """Each query's hinge costs over its ``n`` candidates along ``dim``, reduced to one term.
+
+    ``hard_weight`` 0 is the sum over all candidates (VSE0), 1 the hardest one (VSE++); between,
+    the sum of the ``k = n ** (1 - hard_weight)`` largest costs, with a fractional ``k`` counting its
+    last cost by its fraction (``k = 2.5``: the top two plus half the third).
+
+    Why a top-k sum with a geometric ``k``, not ``(1 - w) * sum + w * max``: the sum of a query's
+    hinges is up to ``n`` times its largest, so the linear blend is ruled by the sum until ``w`` is
+    close to 1 and then swaps the gradient to the hardest negative over the last few percent of the
+    ramp, an abrupt switch in disguise. The top-k sum is continuous in ``w`` (piecewise linear in
+    ``k``), moves the loss monotonically from the sum's scale to the hardest's, and its geometric
+    ``k`` drops the same share of the easiest negatives for each step of ``w`` (``n = 128``: 128, 11,
+    1 at 0, 0.5, 1), so the pool hardens at an even pace. At 0 and 1 it is the two forms exactly.
+    Costs that are not negatives must be 0 (masked), so they never outrank a violating negative.
+    """
+    if not 0.0 <= hard_weight <= 1.0:
+        raise ValueError(f"hard_weight must be in [0, 1], got {hard_weight}")
+    if hard_weight == 0.0:
+        return cost.sum(dim=dim)
+    if hard_weight == 1.0:
+        return cost.max(dim=dim).values
+    n = cost.shape[dim]
+    k = n ** (1.0 - hard_weight)  # in (1, n)
+    whole = min(int(k), n)
+    share = [1.0] * whole + ([k - whole] if whole < n else [])
+    top = cost.topk(len(share), dim=dim).values  # (.., len(share), ..) largest first
+    shape = [1] * cost.dim()
+    shape[dim] = len(share)
+    return (top * torch.tensor(share, dtype=cost.dtype, device=cost.device).view(shape)).sum(dim=dim)
+
+
 class RankingLoss(nn.Module):
     """Hinge ranking loss in both directions, with false-negative masking and gathered negatives.
 
     Args:
         measure: ``"order"`` or ``"cosine"`` (see :func:`models.similarity.similarity`).
         margin: hinge margin ``alpha``; ``None`` picks 0.05 for ``order`` and 0.2 for ``cosine``.
-        max_violation: keep only the hardest negative per query (VSE++) once warm-up is over.
+        max_violation: end at the hardest negative per query (VSE++) after warm-up and ramp.
         warmup: steps (iterations or epochs: whatever unit the caller counts) of the sum form
-            before ``max_violation`` takes effect; see :meth:`max_violation_at`.
+            before the hardest form starts; see :meth:`hard_weight_at`.
+        ramp: steps, in the same unit, over which the hardest form ramps in after ``warmup``
+            (0: it switches on at once, the original VSE++ schedule).
     """
 
     def __init__(self, measure: str = "order", margin: Optional[float] = None, max_violation: bool = False,
-                 warmup: int = 0):
+                 warmup: int = 0, ramp: float = 0):
         super().__init__()
         if measure not in MEASURES:
             raise ValueError(f"measure {measure!r} is not one of {', '.join(MEASURES)}")
         if warmup < 0:
             raise ValueError(f"warmup must be >= 0, got {warmup}")
+        if ramp < 0:
+            raise ValueError(f"ramp must be >= 0, got {ramp}")
         self.measure = measure
         self.margin = DEFAULT_MARGINS[measure] if margin is None else float(margin)
         self.max_violation = max_violation
         self.warmup = warmup
+        self.ramp = ramp
 
     def extra_repr(self) -> str:
         return (f"measure={self.measure!r}, margin={self.margin}, max_violation={self.max_violation}, "
-                f"warmup={self.warmup}")
+                f"warmup={self.warmup}, ramp={self.ramp}")
 
-    def max_violation_at(self, step: int) -> bool:
-        """Whether the hardest-negative form is on at ``step`` (0-based, counted in warm-up units).
+    def hard_weight_at(self, step: float) -> float:
+        """The hardest-negative weight at ``step`` (0-based, in warm-up units; fractional steps,
+        e.g. ``epoch + batch / batches``, ramp smoothly): 0 during warm-up, then rising linearly
+        to 1 over ``ramp`` steps (at once without a ramp); always 0 without ``max_violation``.
 
-        Pass the result as ``forward(..., max_violation=...)``.
+        Pass the result as ``forward(..., hard_weight=...)``.
         """
-        return self.max_violation and step >= self.warmup
+        if not self.max_violation or step < self.warmup:
+            return 0.0
+        if self.ramp == 0:
+            return 1.0
+        return min(1.0, (step - self.warmup) / self.ramp)
 
     def forward(
         self,
@@ -69,6 +113,7 @@ class RankingLoss(nn.Module):
         offset: int = 0,
         max_violation: Optional[bool] = None,
         per_pair: bool = False,
+        hard_weight: Optional[float] = None,
     ) -> torch.Tensor:
         """The summed loss of the local queries (a scalar), or with ``per_pair`` each local pair's
         two query terms ``(B,)`` (weighted), whose sum is the scalar.
@@ -91,10 +136,14 @@ class RankingLoss(nn.Module):
             all_ids: ``(N,)`` image ids of the candidates; needed with ``image_ids`` when gathering
                 (``image_ids`` defaults to ``all_ids[offset:offset+B]``).
             offset: row of this process's batch inside the gathered candidates.
-            max_violation: overrides the module's setting for this call (e.g. from
-                :meth:`max_violation_at`).
+            max_violation: overrides the module's setting for this call: ``True`` is
+                ``hard_weight=1``, ``False`` is ``hard_weight=0``.
+            hard_weight: how each query's costs over its negatives reduce, from 0 (their sum) to 1
+                (the hardest), see :func:`aggregate_negatives`; e.g. from :meth:`hard_weight_at`.
+                Overrides ``max_violation``. Default: the module's ``max_violation``.
         """
-        hardest = self.max_violation if max_violation is None else max_violation
+        if hard_weight is None:
+            hard_weight = float(self.max_violation if max_violation is None else max_violation)
         cands_im, cands_cap, local_ids, cand_ids = self._candidates(im, cap, image_ids, all_im, all_cap,
                                                                     all_ids, offset)
         b, n = im.shape[0], cands_im.shape[0]
@@ -117,10 +166,8 @@ class RankingLoss(nn.Module):
 
         cost_c = (self.margin + s_i2t - pos[:, None]).clamp(min=0).masked_fill(not_neg, 0)  # (B, N)
         cost_im = (self.margin + s_t2i - pos[None, :]).clamp(min=0).masked_fill(not_neg.T, 0)  # (N, B)
-        if hardest:
-            per_query_c, per_query_im = cost_c.max(dim=1).values, cost_im.max(dim=0).values  # (B,), (B,)
-        else:
-            per_query_c, per_query_im = cost_c.sum(dim=1), cost_im.sum(dim=0)  # (B,), (B,)
+        per_query_c = aggregate_negatives(cost_c, hard_weight, dim=1)  # (B,)
+        per_query_im = aggregate_negatives(cost_im, hard_weight, dim=0)  # (B,)
         pair_loss = per_query_c + per_query_im  # (B,)
         if weights is not None:
             pair_loss = pair_loss * weights

@@ -17,9 +17,24 @@ def score(i: torch.Tensor, c: torch.Tensor, measure: str) -> torch.Tensor:
     return i @ c if measure == "cosine" else -((c - i).clamp(min=0) ** 2).sum()
 
 
+def naive_reduce(costs: list, n: int, hard_weight: float) -> torch.Tensor:
+    """One query's costs over its negatives, ``n`` candidates in all (the others cost 0): their sum,
+    the hardest, or between them the sum of the ``k = n ** (1 - hard_weight)`` largest, the last
+    counted by k's fraction."""
+    if hard_weight == 0:
+        return torch.stack(costs).sum()
+    if hard_weight == 1:
+        return torch.stack(costs).max()
+    k = n ** (1 - hard_weight)
+    ordered = sorted(costs, key=lambda c: -c.item()) + [costs[0] * 0] * (n - len(costs))
+    whole = int(k)
+    return torch.stack(ordered[:whole]).sum() + (k - whole) * ordered[whole]
+
+
 def naive_loss(im, cap, measure, margin, hardest, ids=None, weights=None, all_im=None, all_cap=None,
                all_ids=None, offset=0) -> torch.Tensor:
-    """The loss written literally: every query, every candidate, one pair at a time."""
+    """The loss written literally: every query, every candidate, one pair at a time. ``hardest`` is
+    the hard weight: False/0 (sum form), True/1 (hardest negative) or in between."""
     b = len(im)
     if all_im is None:
         cands_im, cands_cap, cand_ids = im, cap, ids
@@ -37,8 +52,9 @@ def naive_loss(im, cap, measure, margin, hardest, ids=None, weights=None, all_im
                 continue
             cost_c.append((margin + score(im[k], cands_cap[j], measure) - pos).clamp(min=0))
             cost_im.append((margin + score(cands_im[j], cap[k], measure) - pos).clamp(min=0))
-        agg = (lambda v: torch.stack(v).max()) if hardest else (lambda v: torch.stack(v).sum())
-        term = (agg(cost_c) + agg(cost_im)) if cost_c else im.new_zeros(())
+        n = len(cands_im)
+        term = (naive_reduce(cost_c, n, float(hardest)) + naive_reduce(cost_im, n, float(hardest))) if cost_c \
+            else im.new_zeros(())
         total = total + (1.0 if weights is None else weights[k]) * term
     return total
 
@@ -53,7 +69,8 @@ def check(loss_fn: RankingLoss, hardest: bool, b: int = 6, d: int = 5, seed: int
                  "all_cap": embeddings(n_gathered, d, seed + 3).requires_grad_(),
                  "all_ids": all_ids, "offset": offset}
     inputs = [im, cap] + ([extra["all_im"], extra["all_cap"]] if n_gathered else [])
-    got = loss_fn(im, cap, image_ids=ids, weights=weights, max_violation=hardest, **extra)
+    mode = {"hard_weight": hardest} if isinstance(hardest, float) else {"max_violation": hardest}
+    got = loss_fn(im, cap, image_ids=ids, weights=weights, **mode, **extra)
     ref = naive_loss(im, cap, loss_fn.measure, loss_fn.margin, hardest, ids, weights, **extra)
     torch.testing.assert_close(got, ref, rtol=1e-10, atol=1e-12)
     assert ref.item() > 0  # the case exercises active hinges
@@ -144,8 +161,8 @@ def test_default_margins_and_warmup():
     assert RankingLoss("order").margin == 0.05 and RankingLoss("cosine").margin == 0.2
     assert RankingLoss("order", margin=0.1).margin == 0.1
     loss_fn = RankingLoss("cosine", max_violation=True, warmup=2)
-    assert [loss_fn.max_violation_at(s) for s in range(4)] == [False, False, True, True]
-    assert not RankingLoss("cosine", warmup=2).max_violation_at(5)
+    assert [loss_fn.hard_weight_at(s) for s in range(4)] == [0.0, 0.0, 1.0, 1.0]
+    assert RankingLoss("cosine", warmup=2).hard_weight_at(5) == 0.0
     im, cap = embeddings(6, 5, 60), embeddings(6, 5, 61)
     torch.testing.assert_close(loss_fn(im, cap), RankingLoss("cosine", max_violation=True)(im, cap))
     torch.testing.assert_close(loss_fn(im, cap, max_violation=False), RankingLoss("cosine")(im, cap))
@@ -169,3 +186,61 @@ def test_constructor_rejects_unknown_measure_and_negative_warmup():
         RankingLoss("dot")
     with pytest.raises(ValueError, match="warmup"):
         RankingLoss("order", warmup=-1)
+    with pytest.raises(ValueError, match="ramp"):
+        RankingLoss("order", ramp=-1)
+    with pytest.raises(ValueError, match="hard_weight"):
+        RankingLoss("order")(torch.zeros(4, 5), torch.zeros(4, 5), hard_weight=1.5)
+
+
+# The hardest-negative ramp: sums over the k hardest negatives, k from all of them down to one.
+HARD_WEIGHTS = [0.2, 0.5, 0.85]
+
+
+@pytest.mark.parametrize("measure", MEASURES)
+@pytest.mark.parametrize("hard_weight", HARD_WEIGHTS)
+def test_ramp_matches_naive_loop(measure, hard_weight):
+    loss_fn = RankingLoss(measure, margin=0.3)
+    check(loss_fn, hard_weight, b=8)
+    check(loss_fn, hard_weight, b=8, ids=torch.tensor([0, 1, 0, 2, 1, 3, 4, 5]),
+          weights=torch.tensor([1.0, 0.0, 2.0, 0.5, 1.0, 3.0, 1.0, 1.0], dtype=torch.float64))
+    check(loss_fn, hard_weight, b=4, n_gathered=14, offset=6,
+          all_ids=torch.tensor([0, 1, 2, 3, 4, 5, 2, 7, 8, 9, 5, 11, 12, 13]))
+
+
+@pytest.mark.parametrize("measure", MEASURES)
+def test_ramp_ends_are_the_sum_and_hardest_forms_exactly(measure):
+    im, cap, ids = embeddings(8, 5, 70), embeddings(8, 5, 71), torch.tensor([0, 1, 0, 2, 3, 4, 5, 6])
+    loss_fn = RankingLoss(measure, margin=0.3)
+    for weight, hardest in ((0.0, False), (1.0, True)):
+        got = loss_fn(im, cap, image_ids=ids, hard_weight=weight, per_pair=True)
+        assert torch.equal(got, loss_fn(im, cap, image_ids=ids, max_violation=hardest, per_pair=True))
+        torch.testing.assert_close(got.sum(), naive_loss(im, cap, measure, 0.3, hardest, ids), rtol=1e-12, atol=1e-12)
+    # ... and the loss moves between them continuously and monotonically.
+    weights = [0.0, 1e-9, 0.1, 0.3, 0.5, 0.7, 0.9, 1 - 1e-9, 1.0]
+    values = [loss_fn(im, cap, image_ids=ids, hard_weight=w).item() for w in weights]
+    assert values == sorted(values, reverse=True) and values[0] > values[-1]
+    assert values[1] == pytest.approx(values[0], rel=1e-6) and values[-2] == pytest.approx(values[-1], rel=1e-6)
+
+
+def test_ramp_trains_every_parameter():
+    torch.manual_seed(0)
+    img_enc, txt_enc = torch.nn.Linear(6, 4), torch.nn.Linear(7, 4)
+    im = torch.nn.functional.normalize(img_enc(torch.randn(8, 6)), dim=1)
+    cap = torch.nn.functional.normalize(txt_enc(torch.randn(8, 7)), dim=1)
+    RankingLoss("cosine", margin=0.5)(im, cap, hard_weight=0.5).backward()
+    for name, p in [*img_enc.named_parameters(), *txt_enc.named_parameters()]:
+        assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0, name
+
+
+def test_ramp_schedule():
+    loss_fn = RankingLoss("cosine", max_violation=True, warmup=4, ramp=3)
+    steps = [s / 10 for s in range(100)]
+    weights = [loss_fn.hard_weight_at(s) for s in steps]
+    assert weights == sorted(weights)  # monotone
+    assert all(w == 0.0 for s, w in zip(steps, weights) if s <= 4) and loss_fn.hard_weight_at(3.99) == 0.0
+    assert all(w == 1.0 for s, w in zip(steps, weights) if s >= 7)
+    assert loss_fn.hard_weight_at(5.5) == pytest.approx(0.5)
+    assert all(0 < w < 1 for s, w in zip(steps, weights) if 4 < s < 7)
+    assert RankingLoss("cosine", warmup=4, ramp=3).hard_weight_at(9) == 0.0  # no max_violation: always the sum
+    abrupt = RankingLoss("cosine", max_violation=True, warmup=4)  # ramp 0: the original switch
+    assert [abrupt.hard_weight_at(s) for s in (0, 3.99, 4, 4.5, 9)] == [0.0, 0.0, 1.0, 1.0, 1.0]
