@@ -20,7 +20,11 @@ the true caption beats the same caption with one word of that class swapped (ima
 how often a caption picks its image over one showing the swapped thing (caption queries).
 Captioning includes ``distinctiveness`` (how often each generated caption retrieves its own image
 among the split's, R@1 and R@5 in the run's embedding) and ``fluency`` (length, back-to-back
-repeated words, share found verbatim among the references). ``modality``: how well a fresh
+repeated words, share found verbatim among the references), ``diversity`` (share of distinct
+captions, mean length, the most frequent caption and the share of images it covers; report.md
+warns when one caption covers over a fifth of them) and ``nearest_neighbour``: the same metrics
+for the captions of the nearest training images in the run's embedding (first 5,000 training
+images; not on ``--split train``), the baseline the decoder should beat. ``modality``: how well a fresh
 probe tells image vectors from caption vectors (and the adversary's accuracy for runs trained
 with ``model.invariant_weight``). ``recall_metrics`` is importable from here.
 """
@@ -42,6 +46,7 @@ from engine.contrast_eval import swap_accuracy
 from engine.final_report import modality_section
 from engine.fused import fused_retrieval
 from engine.html_report import write_html_report
+from engine.nn_captioner import nearest_neighbour_section
 from engine.pair_audit import wrong_pairs_section
 from engine.report import markdown_table, retrieval_section, write_report
 from engine.run import RunFolder, load_trained
@@ -96,7 +101,9 @@ def evaluate(run_dir: str, split: str = "test", protocol: str = "auto", checkpoi
         stem = "" if checkpoint == "best" else "_" + os.path.splitext(os.path.basename(checkpoint))[0]
         results = os.path.join(run_dir, f"captions_{split}{stem}.json")
         report["captioning"] = evaluate_captions(model, data, vocab, cfg.data, dev, beam_size or cfg.look.beam_size,
-                                                 cfg.train.eval_batch_size, progress, results)
+                                                 cfg.train.eval_batch_size, progress, results, img=embeddings[0])
+        report["captioning"]["nearest_neighbour"] = nearest_neighbour_baseline(model, cfg, vocab, data, embeddings[0],
+                                                                               dev, progress)
     if evaluator and model.imagine is None and "captioning" not in report:
         raise CheckpointError(f"{run_dir} has neither a generator (imagine.lambda_t2i=0) nor captions to grade "
                               "(no decoder, or --no-captions): there is nothing for --evaluator to grade")
@@ -126,6 +133,16 @@ def fused_section(model, cfg, vocab, data, embeddings, protocol: str, k: int, de
     metrics = fused_retrieval(model, data, vocab, cfg.data, device, k, protocol, embeddings).metrics(weight)
     section = retrieval_section({"protocols": {protocol: metrics}, "primary": protocol})["embedding"]
     return {**section, "protocol": protocol, "k": k, "weight": weight, "val_rsum": round(val_rsum, 2)}
+
+
+def nearest_neighbour_baseline(model, cfg, vocab, data, img: dict, device, progress: bool) -> dict:
+    """``captioning.nearest_neighbour``: the captions of the nearest training images (the first
+    ``engine.nn_captioner.TRAIN_IMAGES``) scored as the decoder's are; on the training split itself
+    each image would find itself, so there it is only a note."""
+    if data.name == "train":
+        return {"note": "not computed on the training split (each image would be its own nearest neighbour)"}
+    return nearest_neighbour_section(model.matcher, load_split(cfg.data, "train"), data, vocab, cfg.data, device,
+                                     cfg.train.eval_batch_size, img, progress=progress)
 
 
 def evaluator_distinctiveness(evaluator: str, run_dir: str, results: str, data, device) -> dict:

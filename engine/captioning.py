@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections import Counter
 from typing import Optional, Sequence
 
 import torch
@@ -63,6 +64,10 @@ def distinctiveness(matcher, split: Split, captions: Sequence[str], vocab: Vocab
     return {f"r{k}": round(100 * float((ranks < k).float().mean()), 2) for k in (1, 5)}
 
 
+def _mean_words(words: Sequence[Sequence[str]]) -> float:
+    return round(sum(map(len, words)) / max(len(words), 1), 2)
+
+
 def fluency(captions: Sequence[str], references: Sequence[str]) -> dict:
     """Word-salad indicators: mean length, share of captions with a word repeated back to back,
     and share that occur verbatim among ``references`` (any image's; a grammar check for templated
@@ -70,22 +75,41 @@ def fluency(captions: Sequence[str], references: Sequence[str]) -> dict:
     words = [tokenize(c) for c in captions]
     seen = {" ".join(tokenize(c)) for c in references}
     n = max(len(words), 1)
-    return {"mean_words": round(sum(map(len, words)) / n, 2),
+    return {"mean_words": _mean_words(words),
             "stutter_pct": round(100 * sum(any(a == b for a, b in zip(w, w[1:])) for w in words) / n, 2),
             "seen_in_references_pct": round(100 * sum(" ".join(w) in seen for w in words) / n, 2)}
 
 
+def diversity(captions: Sequence[str]) -> dict:
+    """Collapse indicators of one caption per image: ``distinct`` (% of the images whose caption is
+    a distinct string: 100 when no two images share a caption), ``mean_length`` (words per caption,
+    the same figure as ``fluency``'s ``mean_words``), the most frequent caption ``top_caption`` (as
+    first generated) and ``top_share``, the % of images it covers. Captions are compared after
+    tokenisation, so case and punctuation do not make two captions distinct."""
+    words = [tokenize(c) for c in captions]
+    keys = [" ".join(w) for w in words]
+    counts = Counter(keys)
+    top, top_n = counts.most_common(1)[0] if counts else ("", 0)  # ties: the caption seen first
+    n = max(len(words), 1)
+    return {"distinct": round(100 * len(counts) / n, 2), "mean_length": _mean_words(words),
+            "top_caption": captions[keys.index(top)] if counts else "", "top_share": round(100 * top_n / n, 2)}
+
+
 def evaluate_captions(model, split: Split, vocab: Vocabulary, data_cfg: DataConfig, device: torch.device,
                       beam_size: int = 3, batch_size: int = 256, progress: bool = True,
-                      results_path: Optional[str] = None, meteor: bool = True) -> dict:
-    """Captioning metrics on ``split``; optionally writes the captions in COCO results format."""
+                      results_path: Optional[str] = None, meteor: bool = True, img: Optional[dict] = None) -> dict:
+    """Captioning metrics on ``split``, with ``distinctiveness``, ``fluency`` and ``diversity``;
+    optionally writes the captions in COCO results format. ``img``: the split's image embeddings
+    under ``model.matcher`` when the caller already has them (``encode_split``), else encoded here."""
     captions = generate_captions(model, split, vocab, data_cfg, device, beam_size, batch_size, progress)
     gts = {i: caps for i, caps in enumerate(split.captions)}
     res = {i: cap for i, cap in enumerate(captions)}
     metrics = caption_metrics(gts, res, meteor)
     metrics["beam_size"] = beam_size
-    metrics["distinctiveness"] = distinctiveness(model.matcher, split, captions, vocab, data_cfg, device, batch_size)
+    metrics["distinctiveness"] = distinctiveness(model.matcher, split, captions, vocab, data_cfg, device, batch_size,
+                                                 img)
     metrics["fluency"] = fluency(captions, split.flat_captions())
+    metrics["diversity"] = diversity(captions)
     if results_path:
         tmp = f"{results_path}.tmp.{os.getpid()}"
         with open(tmp, "w") as f:

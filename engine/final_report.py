@@ -16,6 +16,7 @@ from models.modality import modality_accuracy, probe_accuracy
 from .captioning import evaluate_captions
 from .evaluation import encode_split, evaluate_retrieval
 from .html_report import write_html_report
+from .nn_captioner import nearest_neighbour_section
 from .pair_audit import wrong_pairs_section
 from .report import markdown_table, retrieval_section, write_report
 from .run import RunFolder, load_trained
@@ -68,8 +69,9 @@ def modality_section(model: LIM, embeddings: tuple) -> dict:
 def final_report(cfg: Config, folder: RunFolder, device: torch.device, state: dict, writer=None) -> dict:
     """Evaluate the best checkpoint on the test split; write report.json, report.md and report.html.
 
-    With a decoder, captioning is reported for ``best`` and, to show what SCST adds, for the
-    decoder at the end of the cross-entropy phase (``xe.pt``) and at the end of training (``last``).
+    With a decoder, captioning is reported for ``best`` (beside the nearest-neighbour baseline in the
+    same embedding) and, to show what SCST adds, for the decoder at the end of the cross-entropy
+    phase (``xe.pt``) and at the end of training (``last``).
     """
     _, vocab, model, ckpt = load_trained(folder.root, "best")
     model.to(device)
@@ -92,7 +94,10 @@ def final_report(cfg: Config, folder: RunFolder, device: torch.device, state: di
         report["captioning"] = evaluate_captions(model, test, vocab, cfg.data, device, cfg.look.beam_size,
                                                  cfg.train.eval_batch_size,
                                                  results_path=os.path.join(folder.root, "captions_test.json"),
-                                                 meteor=cfg.look.meteor)
+                                                 meteor=cfg.look.meteor, img=embeddings[0])
+        report["captioning"]["nearest_neighbour"] = nearest_neighbour_section(
+            model.matcher, load_split(cfg.data, "train"), test, vocab, cfg.data, device, cfg.train.eval_batch_size,
+            embeddings[0], cfg.look.meteor)
         report["captioning_by_phase"] = captioning_by_phase(cfg, folder, test, vocab, device)
         if cfg.data.labelled_fraction < 1 or cfg.semi.stage2_epochs > 0:
             report["semi"] = semi_section(cfg, folder, test, vocab, device)

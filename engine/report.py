@@ -5,6 +5,7 @@ import json
 import os
 
 RECALL_KEYS = ("r1", "r5", "r10", "medr", "meanr")
+COLLAPSE_SHARE = 20.0  # % of the images one generated caption may cover before report.md warns of a collapse
 
 
 def _round(metrics: dict) -> dict:
@@ -40,16 +41,15 @@ def markdown_table(report: dict) -> str:
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {m['rsum']:.1f} |")
     cap = report.get("captioning")
     if cap:
-        names = [k for k in ("BLEU-1", "BLEU-4", "METEOR", "ROUGE_L", "CIDEr") if k in cap]
-        lines += ["", f"captioning (beam {cap.get('beam_size', '?')}, pycocoevalcap scale):", "",
-                  "| " + " | ".join(names) + " |", "|" + "---|" * len(names),
-                  "| " + " | ".join("n/a" if cap[k] is None else f"{cap[k]:.3f}" for k in names) + " |"]
+        lines += ["", f"captioning (beam {cap.get('beam_size', '?')}, pycocoevalcap scale):", ""]
+        lines += captioning_table(cap)
         if "distinctiveness" in cap:
             d, f = cap["distinctiveness"], cap["fluency"]
             lines.append(f"\ndistinctiveness (each caption retrieves its image among the split's, own matcher): "
                          f"R@1 {d['r1']:.1f}, R@5 {d['r5']:.1f}; fluency: {f['mean_words']:.1f} words, "
                          f"{f['stutter_pct']:.1f}% with a word repeated, {f['seen_in_references_pct']:.1f}% verbatim "
                          "among the references")
+        lines += captioning_verdicts(cap, report.get("split", "test"))
         for phase, m in report.get("captioning_by_phase", {}).items():
             lines.append(f"\nafter {phase.upper()}: CIDEr {m['CIDEr']:.3f}, BLEU-4 {m['BLEU-4']:.3f}")
     semi = report.get("semi")
@@ -113,6 +113,40 @@ def markdown_table(report: dict) -> str:
             f"queries with tied scores (broken against the query): i2t {ties['i2t']:g}, t2i {ties['t2i']:g}"
         )
     return "\n".join(lines) + "\n"
+
+
+def captioning_table(cap: dict) -> list[str]:
+    """The decoder's captioning metrics, diversity beside them, and the nearest-neighbour baseline's
+    row when the report has one."""
+    names = [k for k in ("BLEU-1", "BLEU-4", "METEOR", "ROUGE_L", "CIDEr") if k in cap]
+    rows = [("decoder", cap)]
+    nn = cap.get("nearest_neighbour")
+    if nn and "CIDEr" in nn:
+        rows.append((f"nearest neighbour (top {nn['k']} of {nn['train_images']} train images)", nn))
+    lines = ["| captions | " + " | ".join(names) + " | distinct % | mean length |", "|---" * (len(names) + 3) + "|"]
+    for label, m in rows:
+        cells = ["n/a" if m.get(k) is None else f"{m[k]:.3f}" for k in names]
+        div = m.get("diversity")
+        cells += ["n/a", "n/a"] if not div else [f"{div['distinct']:.1f}", f"{div['mean_length']:.1f}"]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def captioning_verdicts(cap: dict, split: str) -> list[str]:
+    """The decoder against the nearest-neighbour baseline, and a WARNING when one caption covers more
+    than ``COLLAPSE_SHARE`` % of the images."""
+    lines = []
+    nn = cap.get("nearest_neighbour")
+    if nn and "CIDEr" in nn:
+        verdict = "the decoder beats it" if cap["CIDEr"] > nn["CIDEr"] else "the decoder does NOT beat it"
+        lines.append(f"\nnearest-neighbour baseline: CIDEr {nn['CIDEr']:.3f} (decoder {cap['CIDEr']:.3f}): {verdict}")
+    if nn:
+        lines.append(f"\n{'baseline' if 'CIDEr' in nn else 'nearest-neighbour baseline'}: {nn['note']}")
+    div = cap.get("diversity")
+    if div and div["top_share"] > COLLAPSE_SHARE:
+        lines.append(f"\nWARNING: one caption, \"{div['top_caption']}\", covers {div['top_share']:.1f}% of the "
+                     f"{split} images: the decoder has likely collapsed")
+    return lines
 
 
 def write_text_atomic(path: str, text: str) -> None:
