@@ -42,7 +42,7 @@ from engine.captioning import evaluate_captions
 from engine.checkpoint import CheckpointError
 from engine.distributed import setup
 from engine.evaluation import PROTOCOLS, encode_split, evaluate_retrieval
-from engine.contrast_eval import swap_accuracy
+from engine.contrast_eval import binding_queries, swap_accuracy
 from engine.final_report import modality_section
 from engine.fused import fused_retrieval
 from engine.html_report import write_html_report
@@ -93,6 +93,9 @@ def evaluate(run_dir: str, split: str = "test", protocol: str = "auto", checkpoi
     report["modality"] = modality_section(model, embeddings)
     if swap_test:
         report["swaps"] = swap_accuracy(model, data, vocab, cfg, dev, progress=progress)
+        binding = binding_queries(model, data, vocab, cfg, dev)
+        if binding is not None:
+            report["binding"] = binding
     if rerank:
         report["retrieval"]["fused"] = fused_section(model, cfg, vocab, data, embeddings, result["primary"], rerank,
                                                      dev, progress)

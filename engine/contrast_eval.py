@@ -83,3 +83,30 @@ def swap_accuracy(model, split: Split, vocab: Vocabulary, cfg, device: torch.dev
                 entry["caption_query"] = round(100 * float((pos_s[idx] > other_s).float().mean()), 2)
         result[name] = entry
     return result
+
+
+@torch.no_grad()
+def binding_queries(model, split: Split, vocab: Vocabulary, cfg, device: torch.device) -> dict | None:
+    """Attribute binding on Shapes: each caption "a large <colour> <shape>" (8 colours x 5 shapes)
+    queries the split's images; a hit when the top image holds an object of that colour *and*
+    shape (any size). ``{"top1": %, "queries": 40, "misses": [(caption, top image's objects)...]}``,
+    or ``None`` for a split without scene records (anything but Shapes)."""
+    from data.shapes import COLOURS, SHAPES
+
+    scenes = split.extra.get("scenes")
+    if not scenes:
+        return None
+    matcher = model.matcher
+    matcher.eval()
+    img, _ = encode_split(matcher, split, vocab, cfg.data, device, cfg.train.eval_batch_size, False)
+    queries = [(c, s) for c in COLOURS for s in SHAPES]
+    texts = [f"a large {c} {s}" for c, s in queries]
+    ids, lengths = pad_captions([torch.tensor(vocab.encode(t, cfg.data.max_caption_len)) for t in texts])
+    cap = {b: v.float().cpu() for b, v in matcher.encode_captions(ids.to(device), lengths).items()}
+    top = matcher.similarity(img, cap).argmax(dim=0)  # (40,) best image per caption query
+    misses = []
+    for (colour, shape), text, i in zip(queries, texts, top.tolist()):
+        objects = scenes[i]["objects"]
+        if not any(o["colour"] == colour and o["shape"] == shape for o in objects):
+            misses.append((text, ", ".join(f"{o['size']} {o['colour']} {o['shape']}" for o in objects)))
+    return {"top1": round(100 * (1 - len(misses) / len(queries)), 1), "queries": len(queries), "misses": misses}

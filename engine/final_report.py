@@ -14,6 +14,7 @@ from models.matcher import BRANCHES
 from models.modality import modality_accuracy, probe_accuracy
 
 from .captioning import evaluate_captions
+from .contrast_eval import binding_queries
 from .evaluation import encode_split, evaluate_retrieval
 from .html_report import write_html_report
 from .nn_captioner import nearest_neighbour_section
@@ -102,6 +103,9 @@ def final_report(cfg: Config, folder: RunFolder, device: torch.device, state: di
         if cfg.data.labelled_fraction < 1 or cfg.semi.stage2_epochs > 0:
             report["semi"] = semi_section(cfg, folder, test, vocab, device)
     report["modality"] = modality_section(model, embeddings)
+    binding = binding_queries(model, test, vocab, cfg, device)
+    if binding is not None:
+        report["binding"] = binding
     grid = None
     if model.imagine is not None:
         report["synthesis"], grid = imagined_grid(cfg, folder, model, test, vocab, device)

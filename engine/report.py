@@ -93,6 +93,11 @@ def markdown_table(report: dict) -> str:
             iq = f"{m['image_query']:.1f}" if "image_query" in m else "n/a"
             cq = f"{m['caption_query']:.1f} ({m['caption_pairs']})" if "caption_query" in m else "n/a"
             lines.append(f"| {name} | {iq} | {cq} | {m['swaps']} | {m['captions_without']} |")
+    binding = report.get("binding")
+    if binding:
+        lines += ["", f"attribute binding: for {binding['queries']} captions \"a large <colour> <shape>\", an image "
+                      f"with that colour and shape comes first in {binding['top1']:.1f}% of queries"]
+        lines += [f"- \"{text}\" -> top image: {objects}" for text, objects in binding["misses"][:8]]
     wrong = report.get("wrong_pairs")
     if wrong:
         lines += ["", "injected wrong training pairs:", ""]
