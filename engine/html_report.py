@@ -20,7 +20,7 @@ from PIL import Image
 from data.records import Split
 from metrics.retrieval import ranks_i2t, ranks_t2i
 
-from .report import RECALL_KEYS, write_text_atomic
+from .report import COLLAPSE_SHARE, RECALL_KEYS, write_text_atomic
 from .synthesis import split_grid
 
 THUMB = 96  # px, longer side of a thumbnail
@@ -83,10 +83,21 @@ def metrics_html(report: dict) -> str:
     cap = report.get("captioning")
     if cap:
         names = [k for k in ("BLEU-1", "BLEU-4", "METEOR", "ROUGE_L", "CIDEr", "SPICE") if k in cap]
-        parts += [f"<h2>Captioning (beam {cap.get('beam_size', '?')})</h2><table><tr>"
-                  + "".join(f"<th>{n}</th>" for n in names) + "</tr><tr>"
-                  + "".join(f"<td>{'n/a' if cap[n] is None else f'{cap[n]:.3f}'}</td>" for n in names)
-                  + "</tr></table>"]
+        rows = [("decoder", cap)]
+        if cap.get("nearest_neighbour", {}).get("CIDEr") is not None:
+            rows.append(("nearest-neighbour baseline", cap["nearest_neighbour"]))
+        parts.append(f"<h2>Captioning (beam {cap.get('beam_size', '?')})</h2><table><tr><th></th>"
+                     + "".join(f"<th>{n}</th>" for n in names) + "<th>distinct %</th><th>mean words</th></tr>")
+        for label, m in rows:
+            div = m.get("diversity") or {}
+            parts.append(f"<tr><td>{label}</td>"
+                         + "".join(f"<td>{'n/a' if m.get(n) is None else f'{m[n]:.3f}'}</td>" for n in names)
+                         + f"<td>{div.get('distinct', 'n/a')}</td><td>{div.get('mean_length', 'n/a')}</td></tr>")
+        parts.append("</table>")
+        div = cap.get("diversity") or {}
+        if div.get("top_share", 0) > COLLAPSE_SHARE:
+            parts.append(f'<p class="note">WARNING: one caption, "{html.escape(str(div["top_caption"]))}", covers '
+                         f"{div['top_share']:.1f}% of the test images: the decoder has likely collapsed</p>")
     for key, title in (("synthesis", "Synthesis (text to image)"), ("wrong_pairs", "Injected wrong training pairs"),
                        ("semi", "Semi-supervised captioning (stage 1, stage 2)")):
         block = report.get(key)
