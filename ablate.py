@@ -1,6 +1,7 @@
 """The paper's ablation on one config: each path switched on in turn, same budget, one table.
 
-    python ablate.py [--config FILE] [--out runs/ablation] [--rerank 20] [--beyond [--rows a,b]] [key=value ...]
+    python ablate.py [--config FILE] [--out runs/ablation] [--rerank 20] [--only a,b] [--seeds 0,1,2]
+                     [--beyond [--rows a,b]] [key=value ...]
 
 Rows (every one trains with the same config and epochs, only the paths differ):
 embedding only (look and imagine off); + look; + imagine; full (look + imagine); full + fused
@@ -11,7 +12,9 @@ semi-supervised captioning from 10% of the captions; ``--rows`` picks some of th
 shows retrieval and, for rows with a decoder, test CIDEr and how often a generated caption
 retrieves its own image (caption R@1). Each row trains into ``OUT/<row>``; a row whose folder
 already holds a finished run of the same config is reused, so an interrupted ablation continues
-where it stopped. Writes ``OUT/ablation.md`` and
+where it stopped. ``--seeds 0,1,2`` trains every row once per seed (``OUT/seed<N>/<row>``) and
+reports the mean and sample standard deviation over seeds (a few rsum apart is noise until several
+seeds agree); ``--only`` runs a subset of the paper's rows. Writes ``OUT/ablation.md`` and
 ``OUT/ablation.json``.
 """
 from __future__ import annotations
@@ -22,6 +25,7 @@ import os
 import sys
 from typing import Optional, Sequence
 
+import numpy as np
 import torch
 
 import evaluate
@@ -99,22 +103,24 @@ def table(rows: list[dict]) -> str:
     return head + "\n".join(lines) + "\n"
 
 
-def main(argv: Optional[Sequence[str]] = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", help="YAML preset (default: the built-in Shapes set)")
-    parser.add_argument("--out", default="runs/ablation", help="folder for the row runs and the table")
-    parser.add_argument("--rerank", type=int, default=20, metavar="K", help="top K re-ranked in the fused row")
-    parser.add_argument("--beyond", action="store_true",
-                        help="add the rows of the systems beyond LIM (robust, mined negatives, contrast, invariant, "
-                             "imagined negatives, semi-supervised captioning)")
-    parser.add_argument("--rows", help="comma-separated subset of the --beyond rows (default: all of them), e.g. "
-                        "robust,semi10")
-    parser.add_argument("overrides", nargs="*", help="dotted key=value overrides applied to every row")
-    args = parser.parse_args(argv)
+def base_rows(names: Optional[str]) -> tuple:
+    """The paper's rows, or the named ones (``full`` brings ``full + fused`` with it)."""
+    if not names:
+        return ROWS
+    wanted = [n.strip() for n in names.split(",") if n.strip()]
+    known = [r[0] for r in ROWS]
+    unknown = [n for n in wanted if n not in known]
+    if unknown:
+        raise ConfigError(f"--only: unknown row(s) {', '.join(unknown)}; the rows are {', '.join(known)}")
+    return tuple(r for r in ROWS if r[0] in wanted)
+
+
+def run_rows(args, rows_spec: tuple, out: str, overrides: Sequence[str]) -> list[dict]:
+    """Train (or reuse) every row into ``out/<row>``; the fused row re-ranks the full run."""
     rows = []
-    for name, label, switches in ROWS + beyond_rows(args.beyond, args.rows):
-        folder = os.path.join(args.out, name)
-        cfg = load_config(args.config, [*args.overrides, *switches, f"train.out_dir={folder}"])
+    for name, label, switches in rows_spec:
+        folder = os.path.join(out, name)
+        cfg = load_config(args.config, [*overrides, *switches, f"train.out_dir={folder}"])
         report = finished_run(folder, cfg)
         if report is None:
             if os.path.exists(os.path.join(folder, "last.pt")):
@@ -128,22 +134,98 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
                      "captioning": None if cap is None else
                      {k: cap[k] for k in ("CIDEr", "distinctiveness") if k in cap},
                      "train_seconds": report["train_seconds"]})
-    at = [r["row"] for r in rows].index("full")
-    full = rows[at]
-    with torch.no_grad():
-        fused = evaluate.evaluate(full["run"], captions=False, rerank=args.rerank, progress=False, html=False,
-                                  swap_test=False, out=os.path.join(full["run"], "eval_test_fused.json"))
-    fused = fused["retrieval"]["fused"]
-    rows.insert(at + 1, {**full, "row": "full_fused", "retrieval": fused,
-                         "label": f"full + fused (top {fused['k']}, w={fused['weight']:.1f})"})
-    result = {"config": args.config or "default (Shapes)", "overrides": args.overrides, "rows": rows}
-    os.makedirs(args.out, exist_ok=True)
-    write_json_atomic(os.path.join(args.out, "ablation.json"), result)
-    text = f"# Ablation ({result['config']}{', ' + ' '.join(args.overrides) if args.overrides else ''})\n\n" + table(rows)
-    tmp = os.path.join(args.out, f"ablation.md.tmp.{os.getpid()}")
+    names = [r["row"] for r in rows]
+    if "full" in names:
+        at = names.index("full")
+        full = rows[at]
+        with torch.no_grad():
+            fused = evaluate.evaluate(full["run"], captions=False, rerank=args.rerank, progress=False, html=False,
+                                      swap_test=False, out=os.path.join(full["run"], "eval_test_fused.json"))
+        fused = fused["retrieval"]["fused"]
+        rows.insert(at + 1, {**full, "row": "full_fused", "retrieval": fused,
+                             "label": f"full + fused (top {fused['k']}, w={fused['weight']:.1f})"})
+    return rows
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    arr = np.asarray(values, dtype=float)
+    return float(arr.mean()), float(arr.std(ddof=1)) if len(arr) > 1 else 0.0
+
+
+def seed_summary(per_seed: dict[int, list[dict]]) -> list[dict]:
+    """Per row: mean and sample standard deviation over the seeds of every recall, rsum, CIDEr and
+    train time (rows are matched by name; the fused row's label names its weight per seed)."""
+    seeds = sorted(per_seed)
+    summary = []
+    for row in [r["row"] for r in per_seed[seeds[0]]]:
+        runs = [next(r for r in per_seed[s] if r["row"] == row) for s in seeds]
+        stats = {f"{d}_{k}": _mean_std([r["retrieval"][d][k] for r in runs])
+                 for d in ("i2t", "t2i") for k in ("r1", "r5", "r10")}
+        stats["rsum"] = _mean_std([r["retrieval"]["rsum"] for r in runs])
+        if all(r["captioning"] for r in runs):
+            stats["CIDEr"] = _mean_std([r["captioning"]["CIDEr"] for r in runs])
+        stats["train_minutes"] = _mean_std([r["train_seconds"] / 60 for r in runs])
+        label = runs[0]["label"] if row != "full_fused" else f"full + fused (top {runs[0]['retrieval']['k']})"
+        summary.append({"row": row, "label": label, "seeds": seeds, "rsums": [r["retrieval"]["rsum"] for r in runs],
+                        **{k: {"mean": round(m, 2), "std": round(sd, 2)} for k, (m, sd) in stats.items()}})
+    return summary
+
+
+def seed_table(summary: list[dict]) -> str:
+    head = ("| row | i2t R@1 | R@5 | R@10 | t2i R@1 | R@5 | R@10 | rsum (mean ± sd) | rsum per seed | CIDEr | "
+            "train time |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
+    lines = []
+    for r in summary:
+        cells = [f"{r[f'{d}_{k}']['mean']:.1f}" for d in ("i2t", "t2i") for k in ("r1", "r5", "r10")]
+        cider = f"{r['CIDEr']['mean']:.3f} ± {r['CIDEr']['std']:.3f}" if "CIDEr" in r else "-"
+        cells += [f"{r['rsum']['mean']:.1f} ± {r['rsum']['std']:.1f}", " / ".join(f"{x:.1f}" for x in r["rsums"]),
+                  cider, f"{r['train_minutes']['mean']:.1f} min"]
+        lines.append(f"| {r['label']} | " + " | ".join(cells) + " |")
+    return head + "\n".join(lines) + "\n"
+
+
+def _write_text(path: str, text: str) -> None:
+    tmp = f"{path}.tmp.{os.getpid()}"
     with open(tmp, "w") as f:
         f.write(text)
-    os.replace(tmp, os.path.join(args.out, "ablation.md"))
+    os.replace(tmp, path)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", help="YAML preset (default: the built-in Shapes set)")
+    parser.add_argument("--out", default="runs/ablation", help="folder for the row runs and the table")
+    parser.add_argument("--rerank", type=int, default=20, metavar="K", help="top K re-ranked in the fused row")
+    parser.add_argument("--beyond", action="store_true",
+                        help="add the rows of the systems beyond LIM (robust, mined negatives, contrast, invariant, "
+                             "imagined negatives, semi-supervised captioning)")
+    parser.add_argument("--rows", help="comma-separated subset of the --beyond rows (default: all of them), e.g. "
+                        "robust,semi10")
+    parser.add_argument("--only", help="comma-separated subset of the paper's rows (embedding, look, imagine, full)")
+    parser.add_argument("--seeds", help="comma-separated train.seed values, e.g. 0,1,2: every row is trained once "
+                        "per seed (in OUT/seed<N>/<row>) and the table gives mean ± sd over the seeds")
+    parser.add_argument("overrides", nargs="*", help="dotted key=value overrides applied to every row")
+    args = parser.parse_args(argv)
+    spec = base_rows(args.only) + beyond_rows(args.beyond, args.rows)
+    name = f"{args.config or 'default (Shapes)'}{', ' + ' '.join(args.overrides) if args.overrides else ''}"
+    os.makedirs(args.out, exist_ok=True)
+    if not args.seeds:
+        rows = run_rows(args, spec, args.out, args.overrides)
+        result = {"config": args.config or "default (Shapes)", "overrides": args.overrides, "rows": rows}
+        text = f"# Ablation ({name})\n\n" + table(rows)
+    else:
+        try:
+            seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+        except ValueError:
+            raise ConfigError(f"--seeds {args.seeds!r}: expected comma-separated integers, e.g. 0,1,2") from None
+        per_seed = {s: run_rows(args, spec, os.path.join(args.out, f"seed{s}"), [*args.overrides, f"train.seed={s}"])
+                    for s in seeds}
+        summary = seed_summary(per_seed)
+        result = {"config": args.config or "default (Shapes)", "overrides": args.overrides, "seeds": seeds,
+                  "summary": summary, "rows": per_seed}
+        text = f"# Ablation ({name}; seeds {', '.join(map(str, seeds))})\n\n" + seed_table(summary)
+    write_json_atomic(os.path.join(args.out, "ablation.json"), result)
+    _write_text(os.path.join(args.out, "ablation.md"), text)
     print(text, end="")
     return result
 

@@ -5,6 +5,7 @@ import os
 import pytest
 
 import ablate
+from config import ConfigError
 from engine.checkpoint import CheckpointError
 from tests.test_train import tiny
 
@@ -51,3 +52,33 @@ def test_beyond_rows_are_picked_by_name():
         ablate.beyond_rows(True, "robust,nope")
     with pytest.raises(ConfigError, match="add --beyond"):
         ablate.beyond_rows(False, "robust")
+
+
+def _row(name, rsum, cider=None):
+    rec = {d: {"r1": rsum / 6, "r5": rsum / 6, "r10": rsum / 6} for d in ("i2t", "t2i")}
+    return {"row": name, "label": name, "retrieval": {**rec, "rsum": rsum, "k": 5},
+            "captioning": None if cider is None else {"CIDEr": cider}, "train_seconds": 60.0}
+
+
+def test_seed_summary_gives_mean_and_sample_sd():
+    summary = ablate.seed_summary({0: [_row("embedding", 100.0), _row("full", 110.0, 0.2)],
+                                   1: [_row("embedding", 104.0), _row("full", 120.0, 0.4)]})
+    emb, full = summary
+    assert emb["rsum"] == {"mean": 102.0, "std": 2.83} and emb["rsums"] == [100.0, 104.0]
+    assert "CIDEr" not in emb and full["CIDEr"] == {"mean": 0.3, "std": 0.14}
+    assert full["train_minutes"]["mean"] == 1.0
+    table = ablate.seed_table(summary)
+    assert "| embedding |" in table and "102.0 ± 2.8" in table and "100.0 / 104.0" in table
+
+
+def test_seeds_train_each_row_per_seed(tmp_path):
+    overrides = [o for o in tiny(tmp_path, **{"train.epochs": 1}) if not o.startswith("train.out_dir=")]
+    out = str(tmp_path / "seeds")
+    result = ablate.main(["--out", out, "--only", "embedding", "--seeds", "0,1", *overrides])
+    rsums = [json.load(open(os.path.join(out, f"seed{s}", "embedding", "report.json")))["retrieval"]["embedding"]["rsum"]
+             for s in (0, 1)]
+    assert result["summary"][0]["rsums"] == rsums
+    assert abs(result["summary"][0]["rsum"]["mean"] - sum(rsums) / 2) < 0.01
+    assert "seeds 0, 1" in open(os.path.join(out, "ablation.md")).read()
+    with pytest.raises(ConfigError, match="--only: unknown row"):
+        ablate.main(["--out", out, "--only", "nope"])
