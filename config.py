@@ -72,6 +72,7 @@ class ModelConfig:
     cnn_weights: Optional[str] = None  # local torchvision state dict; nothing is downloaded
     finetune: bool = True  # train the torchvision CNN too (false: frozen backbone)
     small_cnn_width: int = 32  # channels of the first small_cnn block (doubles per block)
+    small_cnn_depth: int = 1  # convs per small_cnn block (the first strided; 2+ for pictures richer than Shapes)
     # Defaults are sized for Shapes on a laptop; the COCO/Flickr30k presets use the paper's sizes.
     embed_dim: int = 512
     word_dim: int = 300

@@ -107,3 +107,20 @@ def test_matcher_similarity_is_weighted_sum_of_branches():
 
     want = 0.3 * order(img["abstract"], cap["abstract"]) + 0.7 * order(img["grounded"], cap["grounded"])
     torch.testing.assert_close(s, want)
+
+
+def test_small_cnn_depth_adds_stride_one_convs():
+    from models.image_encoder import SmallCNN
+
+    shallow, deep = SmallCNN(4, depth=1), SmallCNN(4, depth=2)
+    convs = lambda m: [c for c in m.features if isinstance(c, torch.nn.Conv2d)]  # noqa: E731
+    assert len(convs(shallow)) == 4 and len(convs(deep)) == 8
+    assert [c.stride[0] for c in convs(deep)] == [2, 1] * 4
+    x = torch.randn(2, 3, 64, 64)
+    assert deep(x).shape == shallow(x).shape == (2, 32 * 16)
+    enc = ImageEncoder(small_cfg(small_cnn_depth=2))
+    out = enc(x)
+    (out["abstract"].sum() + out["grounded"].sum()).backward()
+    _assert_all_grads(enc)
+    with pytest.raises(ModelError, match="small_cnn_depth"):
+        SmallCNN(4, depth=0)
