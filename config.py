@@ -98,6 +98,10 @@ class LossConfig:
     # hardest k negatives with k shrinking from all to 1 (losses/ranking.py aggregate_negatives).
     # 0: the hardest form switches on at once, which can collapse val rsum on real images.
     hard_ramp_epochs: int = 0
+    # Each query's term is the mean of the negatives it keeps instead of their sum, so the ranking
+    # loss keeps its scale through the ramp and the look/imagine weights mean the same all along
+    # (with the sum, the ranking term shrinks ~batch-size-fold when the hardest form takes over).
+    mean_negatives: bool = False
     # Adaptive hard negatives: a queue of this many recent (detached) image and caption embeddings
     # joins every batch's candidates, so the hardest negative is mined from a pool that grows
     # harder as the embedding improves (0: off, in-batch negatives only).

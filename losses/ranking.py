@@ -24,6 +24,11 @@ from models.similarity import MEASURES, similarity
 DEFAULT_MARGINS = {"cosine": 0.2, "order": 0.05}
 
 
+def kept_negatives(n: int, hard_weight: float) -> float:
+    """How many of ``n`` candidates :func:`aggregate_negatives` keeps at ``hard_weight``: ``n ** (1 - w)``."""
+    return float(n) ** (1.0 - hard_weight)
+
+
 def aggregate_negatives(cost: torch.Tensor, hard_weight: float, dim: int) -> torch.Tensor:
     """Each query's hinge costs over its ``n`` candidates along ``dim``, reduced to one term.
 
@@ -47,7 +52,7 @@ def aggregate_negatives(cost: torch.Tensor, hard_weight: float, dim: int) -> tor
     if hard_weight == 1.0:
         return cost.max(dim=dim).values
     n = cost.shape[dim]
-    k = n ** (1.0 - hard_weight)  # in (1, n)
+    k = kept_negatives(n, hard_weight)  # in (1, n)
     whole = min(int(k), n)
     share = [1.0] * whole + ([k - whole] if whole < n else [])
     top = cost.topk(len(share), dim=dim).values  # (.., len(share), ..) largest first
@@ -67,10 +72,15 @@ class RankingLoss(nn.Module):
             before the hardest form starts; see :meth:`hard_weight_at`.
         ramp: steps, in the same unit, over which the hardest form ramps in after ``warmup``
             (0: it switches on at once, the original VSE++ schedule).
+        mean_negatives: divide each query's term by the number of negatives it keeps (the mean of
+            the top k instead of their sum), so the loss keeps its scale from the sum form (up to
+            ``n`` times the hardest cost) to the hardest form. The weights of the other losses
+            beside it (decoder, GAN) then mean the same all through the ramp; with the sum, they
+            count ~``n`` times more once the hardest form is reached.
     """
 
     def __init__(self, measure: str = "order", margin: Optional[float] = None, max_violation: bool = False,
-                 warmup: int = 0, ramp: float = 0):
+                 warmup: int = 0, ramp: float = 0, mean_negatives: bool = False):
         super().__init__()
         if measure not in MEASURES:
             raise ValueError(f"measure {measure!r} is not one of {', '.join(MEASURES)}")
@@ -83,10 +93,11 @@ class RankingLoss(nn.Module):
         self.max_violation = max_violation
         self.warmup = warmup
         self.ramp = ramp
+        self.mean_negatives = mean_negatives
 
     def extra_repr(self) -> str:
         return (f"measure={self.measure!r}, margin={self.margin}, max_violation={self.max_violation}, "
-                f"warmup={self.warmup}, ramp={self.ramp}")
+                f"warmup={self.warmup}, ramp={self.ramp}, mean_negatives={self.mean_negatives}")
 
     def hard_weight_at(self, step: float) -> float:
         """The hardest-negative weight at ``step`` (0-based, in warm-up units; fractional steps,
@@ -168,6 +179,9 @@ class RankingLoss(nn.Module):
         cost_im = (self.margin + s_t2i - pos[None, :]).clamp(min=0).masked_fill(not_neg.T, 0)  # (N, B)
         per_query_c = aggregate_negatives(cost_c, hard_weight, dim=1)  # (B,)
         per_query_im = aggregate_negatives(cost_im, hard_weight, dim=0)  # (B,)
+        if self.mean_negatives:
+            per_query_c = per_query_c / kept_negatives(n, hard_weight)
+            per_query_im = per_query_im / kept_negatives(n, hard_weight)
         pair_loss = per_query_c + per_query_im  # (B,)
         if weights is not None:
             pair_loss = pair_loss * weights

@@ -244,3 +244,16 @@ def test_ramp_schedule():
     assert RankingLoss("cosine", warmup=4, ramp=3).hard_weight_at(9) == 0.0  # no max_violation: always the sum
     abrupt = RankingLoss("cosine", max_violation=True, warmup=4)  # ramp 0: the original switch
     assert [abrupt.hard_weight_at(s) for s in (0, 3.99, 4, 4.5, 9)] == [0.0, 0.0, 1.0, 1.0, 1.0]
+
+
+@pytest.mark.parametrize("measure", MEASURES)
+@pytest.mark.parametrize("hard_weight", [0.0, 0.5, 1.0])
+def test_mean_negatives_divides_each_query_by_the_negatives_kept(measure, hard_weight):
+    im, cap = embeddings(8, 5, 80), embeddings(8, 5, 81)
+    ids = torch.tensor([0, 1, 0, 2, 3, 4, 5, 6])
+    summed = RankingLoss(measure, margin=0.3)(im, cap, image_ids=ids, hard_weight=hard_weight, per_pair=True)
+    mean = RankingLoss(measure, margin=0.3, mean_negatives=True)(im, cap, image_ids=ids, hard_weight=hard_weight,
+                                                                 per_pair=True)
+    torch.testing.assert_close(mean, summed / 8 ** (1 - hard_weight), rtol=1e-12, atol=1e-12)
+    ref = naive_loss(im, cap, measure, 0.3, hard_weight, ids) / 8 ** (1 - hard_weight)
+    torch.testing.assert_close(mean.sum(), ref, rtol=1e-12, atol=1e-12)
