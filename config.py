@@ -165,6 +165,10 @@ class LookConfig:
     scst_baseline: str = "mean"  # mean (of the other samples; "new self-critical") | greedy
     temperature: float = 1.0  # sampling temperature in SCST
     beam_size: int = 3  # decoding for evaluation and the caption demo
+    # Decoding: of the beam_size finished beams, keep the one the matcher scores highest with the
+    # image (discriminative decoding; on real images the most likely beam tends to be one generic
+    # caption for many images) instead of the most likely one.
+    rerank_captions: bool = False
     # METEOR in the end-of-training report (its Java scorer takes ~15 s to start; evaluate.py always runs it).
     meteor: bool = True
 

@@ -28,6 +28,7 @@ from data import DataError, load_split
 from data.datasets import image_transform
 from data.images import open_rgb
 from data.vocab import tokenize
+from engine.captioning import decode_images
 from engine.checkpoint import CheckpointError
 from engine.evaluation import encode_split
 from engine.pair_score import PairScorer
@@ -57,9 +58,10 @@ def caption_images(run_dir: str, paths: Sequence[str], beam: Optional[int] = Non
         raise DataError("\n".join(errors))
     model.to(device)
     with torch.no_grad():
-        feats = model.matcher.encode_images(torch.stack(images).to(device))["grounded"]
-        tokens = model.decoder.beam_search(feats, beam or cfg.look.beam_size)
-    return [(p, vocab.decode(row)) for p, row in zip(paths, tokens.cpu().tolist())]
+        img = model.matcher.encode_images(torch.stack(images).to(device))
+        captions = decode_images(model, img, vocab, beam or cfg.look.beam_size, cfg.look.rerank_captions,
+                                 cfg.data.max_caption_len)
+    return list(zip(paths, captions))
 
 
 def imagine_grid(run_dir: str, text: str, n: int = 8, seed: int = 0, out: str = "imagined.png",

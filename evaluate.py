@@ -61,7 +61,7 @@ def evaluate(run_dir: str, split: str = "test", protocol: str = "auto", checkpoi
              device: str = "auto", out: Optional[str] = None, progress: bool = True, captions: bool = True,
              beam_size: Optional[int] = None, evaluator: Optional[str] = None,
              inception_weights: Optional[str] = None, seed: int = 0, mismatched: int = 99,
-             rerank: int = 0, html: bool = True, swap_test: bool = True) -> dict:
+             rerank: int = 0, html: bool = True, swap_test: bool = True, decode: Optional[str] = None) -> dict:
     """Evaluate ``checkpoint`` of ``run_dir`` on ``split``; returns (and writes) the report.
 
     Retrieval always; captioning too when the run has a decoder (and ``captions`` is true), with
@@ -103,8 +103,10 @@ def evaluate(run_dir: str, split: str = "test", protocol: str = "auto", checkpoi
     if model.decoder is not None and captions:
         stem = "" if checkpoint == "best" else "_" + os.path.splitext(os.path.basename(checkpoint))[0]
         results = os.path.join(run_dir, f"captions_{split}{stem}.json")
+        rerank_captions = cfg.look.rerank_captions if decode is None else decode == "rerank"
         report["captioning"] = evaluate_captions(model, data, vocab, cfg.data, dev, beam_size or cfg.look.beam_size,
-                                                 cfg.train.eval_batch_size, progress, results, img=embeddings[0])
+                                                 cfg.train.eval_batch_size, progress, results, img=embeddings[0],
+                                                 rerank=rerank_captions)
         report["captioning"]["nearest_neighbour"] = nearest_neighbour_baseline(model, cfg, vocab, data, embeddings[0],
                                                                                dev, progress)
     if evaluator and model.imagine is None and "captioning" not in report:
@@ -174,6 +176,9 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     parser.add_argument("--out", help="JSON output (default RUN_DIR/eval_SPLIT.json)")
     parser.add_argument("--no-captions", action="store_true", help="skip the captioning metrics")
     parser.add_argument("--beam", type=int, help="beam size for captioning (default: the run's look.beam_size)")
+    parser.add_argument("--decode", choices=("beam", "rerank"),
+                        help="captioning: the most likely beam, or the beam the matcher scores highest with the image "
+                             "(default: the run's look.rerank_captions)")
     parser.add_argument("--evaluator", help="run folder of a matcher trained WITHOUT the GAN; grades generated "
                                             "images (R-precision, Frechet distance in its embedding) and the "
                                             "distinctiveness of generated captions")
@@ -192,7 +197,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     report = evaluate(args.run_dir, args.split, args.protocol, args.checkpoint, args.device, args.out,
                       captions=not args.no_captions, beam_size=args.beam, evaluator=args.evaluator,
                       inception_weights=args.inception_weights, seed=args.seed, mismatched=args.mismatched,
-                      rerank=args.rerank, html=not args.no_html, swap_test=not args.no_swaps)
+                      rerank=args.rerank, html=not args.no_html, swap_test=not args.no_swaps, decode=args.decode)
     print(markdown_table(report), end="")
     return report
 

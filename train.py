@@ -290,7 +290,8 @@ def validate(cfg: Config, model: LIM, val_split, vocab: Vocabulary, device, writ
     summary = f"val rsum {rsum:.1f}"
     if model.decoder is not None:
         captions = generate_captions(model, val_split, vocab, cfg.data, device, cfg.look.beam_size,
-                                     cfg.train.eval_batch_size, limit=VAL_CAPTION_IMAGES)
+                                     cfg.train.eval_batch_size, limit=VAL_CAPTION_IMAGES,
+                                     rerank=cfg.look.rerank_captions)
         cider = split_cider_d(captions, val_split, cfg.look.max_len)
         writer.add_scalar("val/cider_d", cider, step)
         writer.add_text("val/captions", "\n\n".join(

@@ -19,11 +19,39 @@ from metrics.captioning import caption_metrics
 from .evaluation import encode_split
 
 
+# Temperature of the softmax over the batch's images in :func:`rerank_beams` (order similarities
+# live in [-1, 0]; semi.temperature uses the same value for the same purpose).
+RERANK_TEMPERATURE = 0.01
+
+
+def rerank_beams(matcher, img: dict, beams: list[list[str]], vocab: Vocabulary, max_len: int) -> list[str]:
+    """For each image ``b`` (its embeddings ``img[branch][b]``), the candidate of ``beams[b]`` that
+    best retrieves image ``b`` among the batch's images: the largest log-softmax over the images of
+    the matcher's scores with the candidate (the first, most likely, wins ties). Discriminative
+    decoding: it keeps the decoder's fluent candidates and picks the one that tells this image
+    apart. The raw score would not do: an order embedding scores a generic caption ("an icon")
+    high with every image."""
+    flat = [c for cands in beams for c in cands]
+    owners = torch.tensor([b for b, cands in enumerate(beams) for _ in cands])
+    ids, lengths = pad_captions([torch.tensor(vocab.encode(c, max_len)) for c in flat])
+    device = next(iter(img.values())).device
+    cap = matcher.encode_captions(ids.to(device), lengths)
+    logp = torch.log_softmax(matcher.similarity(img, cap) / RERANK_TEMPERATURE, dim=0).cpu()  # (B, sum K_b)
+    scores = logp[owners, torch.arange(len(flat))]  # (sum K_b,) log p(own image | candidate)
+    picked, start = [], 0
+    for cands in beams:
+        part = scores[start:start + len(cands)]
+        picked.append(cands[int(torch.argmax(part))])  # argmax returns the first of equal maxima
+        start += len(cands)
+    return picked
+
+
 @torch.no_grad()
 def generate_captions(model, split: Split, vocab: Vocabulary, data_cfg: DataConfig, device: torch.device,
                       beam_size: int = 3, batch_size: int = 256, progress: bool = True,
-                      limit: Optional[int] = None) -> list[str]:
-    """One caption per image (beam search on the grounded image embedding), in split order."""
+                      limit: Optional[int] = None, rerank: bool = False) -> list[str]:
+    """One caption per image (beam search on the grounded image embedding), in split order; with
+    ``rerank``, the finished beam the matcher scores highest with the image (see :func:`rerank_beams`)."""
     if model.decoder is None:
         raise ValueError("this model has no caption decoder (it was trained with look.lambda_i2t=0)")
     was_training = model.training
@@ -34,11 +62,25 @@ def generate_captions(model, split: Split, vocab: Vocabulary, data_cfg: DataConf
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=data_cfg.num_workers, collate_fn=collate_images)
     captions = []
     for x, _ in tqdm(loader, desc=f"caption {split.name}", disable=not progress, leave=False):
-        feats = model.matcher.encode_images(x.to(device))["grounded"]
-        tokens = model.decoder.beam_search(feats, beam_size)
-        captions += [vocab.decode(row) for row in tokens.cpu().tolist()]
+        captions += decode_images(model, model.matcher.encode_images(x.to(device)), vocab, beam_size, rerank,
+                                  data_cfg.max_caption_len)
     model.train(was_training)
     return captions
+
+
+@torch.no_grad()
+def decode_images(model, img: dict, vocab: Vocabulary, beam_size: int, rerank: bool, max_len: int) -> list[str]:
+    """Captions of a batch of images from their matcher embeddings ``img`` (the decoder reads the
+    grounded one): the most likely beam, or with ``rerank`` the finished beam the matcher prefers."""
+    if not rerank:
+        return [vocab.decode(row) for row in model.decoder.beam_search(img["grounded"], beam_size).cpu().tolist()]
+    tokens, scores, done = model.decoder.beam_search(img["grounded"], beam_size, all_beams=True)
+    beams = []
+    for rows, row_scores, finished in zip(tokens.cpu().tolist(), scores.cpu().tolist(), done.cpu().tolist()):
+        order = sorted(range(len(rows)), key=lambda j: -row_scores[j])  # most likely first
+        cands = [vocab.decode(rows[j]) for j in order if finished[j] and row_scores[j] > float("-inf")]
+        beams.append(list(dict.fromkeys(cands)) or [vocab.decode(rows[order[0]])])
+    return rerank_beams(model.matcher, img, beams, vocab, max_len)
 
 
 def distinctiveness(matcher, split: Split, captions: Sequence[str], vocab: Vocabulary, data_cfg: DataConfig,
@@ -97,15 +139,18 @@ def diversity(captions: Sequence[str]) -> dict:
 
 def evaluate_captions(model, split: Split, vocab: Vocabulary, data_cfg: DataConfig, device: torch.device,
                       beam_size: int = 3, batch_size: int = 256, progress: bool = True,
-                      results_path: Optional[str] = None, meteor: bool = True, img: Optional[dict] = None) -> dict:
+                      results_path: Optional[str] = None, meteor: bool = True, img: Optional[dict] = None,
+                      rerank: bool = False) -> dict:
     """Captioning metrics on ``split``, with ``distinctiveness``, ``fluency`` and ``diversity``;
     optionally writes the captions in COCO results format. ``img``: the split's image embeddings
     under ``model.matcher`` when the caller already has them (``encode_split``), else encoded here."""
-    captions = generate_captions(model, split, vocab, data_cfg, device, beam_size, batch_size, progress)
+    captions = generate_captions(model, split, vocab, data_cfg, device, beam_size, batch_size, progress,
+                                 rerank=rerank)
     gts = {i: caps for i, caps in enumerate(split.captions)}
     res = {i: cap for i, cap in enumerate(captions)}
     metrics = caption_metrics(gts, res, meteor)
     metrics["beam_size"] = beam_size
+    metrics["decode"] = "beams re-ranked by the matcher" if rerank else "most likely beam"
     metrics["distinctiveness"] = distinctiveness(model.matcher, split, captions, vocab, data_cfg, device, batch_size,
                                                  img)
     metrics["fluency"] = fluency(captions, split.flat_captions())

@@ -39,7 +39,7 @@ def captioning_by_phase(cfg: Config, folder: RunFolder, test, vocab: Vocabulary,
             continue
         model = load_trained(folder.root, path)[2].to(device)
         metrics = evaluate_captions(model, test, vocab, cfg.data, device, cfg.look.beam_size,
-                                    cfg.train.eval_batch_size, meteor=False)
+                                    cfg.train.eval_batch_size, meteor=False, rerank=cfg.look.rerank_captions)
         out[phase] = {k: metrics[k] for k in ("CIDEr", "BLEU-4")}
     return out
 
@@ -95,7 +95,8 @@ def final_report(cfg: Config, folder: RunFolder, device: torch.device, state: di
         report["captioning"] = evaluate_captions(model, test, vocab, cfg.data, device, cfg.look.beam_size,
                                                  cfg.train.eval_batch_size,
                                                  results_path=os.path.join(folder.root, "captions_test.json"),
-                                                 meteor=cfg.look.meteor, img=embeddings[0])
+                                                 meteor=cfg.look.meteor, img=embeddings[0],
+                                                 rerank=cfg.look.rerank_captions)
         report["captioning"]["nearest_neighbour"] = nearest_neighbour_section(
             model.matcher, load_split(cfg.data, "train"), test, vocab, cfg.data, device, cfg.train.eval_batch_size,
             embeddings[0], cfg.look.meteor)

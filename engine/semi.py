@@ -197,7 +197,8 @@ def run_stage2(cfg: Config, folder: RunFolder, train_split: Split, val_split: Sp
 def validate_stage2(model, cfg: Config, val_split: Split, vocab: Vocabulary, device: torch.device) -> dict:
     """Val CIDEr-D and distinctiveness of the beam-searched captions of the first val images."""
     captions = generate_captions(model, val_split, vocab, cfg.data, device, cfg.look.beam_size,
-                                 cfg.train.eval_batch_size, progress=False, limit=VAL_IMAGES)
+                                 cfg.train.eval_batch_size, progress=False, limit=VAL_IMAGES,
+                                 rerank=cfg.look.rerank_captions)
     return {"cider_d": split_cider_d(captions, val_split, cfg.look.max_len),
             "r1": distinctiveness(model.matcher, val_split, captions, vocab, cfg.data, device,
                                   cfg.train.eval_batch_size)["r1"]}
@@ -216,7 +217,8 @@ def semi_section(cfg: Config, folder: RunFolder, test: Split, vocab: Vocabulary,
             continue
         model = load_trained(folder.root, path)[2].to(device)
         metrics = evaluate_captions(model, test, vocab, cfg.data, device, cfg.look.beam_size,
-                                    cfg.train.eval_batch_size, progress=False, meteor=False)
+                                    cfg.train.eval_batch_size, progress=False, meteor=False,
+                                    rerank=cfg.look.rerank_captions)
         out[stage] = {k: metrics[k] for k in ("CIDEr", "BLEU-4", "distinctiveness", "fluency")}
         out[stage]["checkpoint"] = os.path.basename(path)
     return out

@@ -156,8 +156,11 @@ class CaptionDecoder(nn.Module):
         return torch.stack(tokens, 1), torch.stack(logprobs, 1), torch.stack(masks, 1).to(features.dtype)
 
     @torch.no_grad()
-    def beam_search(self, features: torch.Tensor, beam_size: int = 3, max_len: Optional[int] = None) -> torch.Tensor:
-        """Batched beam search: the best caption per image, tokens ``(B, L)`` as in :meth:`greedy`.
+    def beam_search(self, features: torch.Tensor, beam_size: int = 3, max_len: Optional[int] = None,
+                    all_beams: bool = False):
+        """Batched beam search: the best caption per image, tokens ``(B, L)`` as in :meth:`greedy`;
+        with ``all_beams``, every beam ``(tokens (B, K, L), scores (B, K), finished (B, K))`` instead
+        (finished: the beam ended with ``<end>``; an unfinished one is a cut-off prefix).
 
         Hypotheses are ranked by their plain summed log-probability (no length normalisation, as
         in Show-and-Tell; it slightly favours short captions). A finished hypothesis stays in its
@@ -194,5 +197,7 @@ class CaptionDecoder(nn.Module):
             live_best = scores.masked_fill(done, float("-inf")).max(1).values  # (B,)
             if (finished_best >= live_best).all():
                 break
+        if all_beams:
+            return tokens, scores, done
         best = tokens[torch.arange(b, device=features.device), scores.argmax(1)]  # (B, L)
         return best[:, :int((best != PAD).any(0).nonzero().max()) + 1]  # drop columns that are padding only
