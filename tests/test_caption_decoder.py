@@ -185,3 +185,14 @@ def test_invalid_arguments():
         dec.sample(feats, temperature=0.0)
     with pytest.raises(ValueError, match="max_len"):
         dec.greedy(feats, max_len=0)
+
+
+def test_all_beams_hold_the_best_beam_and_mark_finished_ones():
+    dec = make_decoder(3).eval()
+    feats = make_batch(seed=3)[0]
+    best = dec.beam_search(feats, beam_size=4)
+    tokens, scores, done = dec.beam_search(feats, beam_size=4, all_beams=True)
+    assert tokens.shape[:2] == scores.shape == done.shape == (len(feats), 4)
+    top = tokens[torch.arange(len(feats)), scores.argmax(1)][:, :best.shape[1]]
+    assert torch.equal(top, best)
+    assert torch.equal(done, (tokens == END).any(2))  # finished exactly when <end> was emitted
