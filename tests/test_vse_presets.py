@@ -31,3 +31,10 @@ def test_vsepp_ramps_to_the_hardest_negative_after_a_warm_up():
     loss = preset("vsepp").loss
     assert loss.max_violation is True and loss.warmup_epochs > 0 and loss.hard_ramp_epochs > 0
     assert loss.warmup_epochs + loss.hard_ramp_epochs < preset("vsepp").train.epochs
+
+
+def test_custom_preset_trains_on_every_caption_with_a_ramp():
+    cfg = preset("custom")
+    assert cfg.train.one_caption_per_image is False
+    assert cfg.loss.max_violation and cfg.loss.hard_ramp_epochs > 0 and cfg.loss.warmup_epochs > 0
+    assert cfg.look.rerank_captions and cfg.look.beam_size > 3
