@@ -15,6 +15,7 @@ from data.datasets import ImageDataset, collate_images, image_transform, pad_cap
 from data.records import Split
 from data.vocab import Vocabulary, tokenize
 from metrics.captioning import caption_metrics
+from models.caption_decoder import END
 
 from .evaluation import encode_split
 
@@ -24,13 +25,15 @@ from .evaluation import encode_split
 RERANK_TEMPERATURE = 0.01
 
 
-def rerank_beams(matcher, img: dict, beams: list[list[str]], vocab: Vocabulary, max_len: int) -> list[str]:
+def rerank_beams(matcher, img: dict, beams: list[list[str]], vocab: Vocabulary, max_len: int,
+                 fluency: Optional[list[list[float]]] = None) -> list[str]:
     """For each image ``b`` (its embeddings ``img[branch][b]``), the candidate of ``beams[b]`` that
     best retrieves image ``b`` among the batch's images: the largest log-softmax over the images of
-    the matcher's scores with the candidate (the first, most likely, wins ties). Discriminative
-    decoding: it keeps the decoder's fluent candidates and picks the one that tells this image
-    apart. The raw score would not do: an order embedding scores a generic caption ("an icon")
-    high with every image."""
+    the matcher's scores with the candidate, plus its ``fluency`` when given (the decoder's
+    per-token log-probability, so that a fragment such as "an icon for" that fits every image
+    equally does not win by default); the first, most likely, wins ties. Discriminative decoding:
+    it keeps the decoder's fluent candidates and picks the one that tells this image apart. The raw
+    matcher score would not do: an order embedding scores a generic caption high with every image."""
     flat = [c for cands in beams for c in cands]
     owners = torch.tensor([b for b, cands in enumerate(beams) for _ in cands])
     ids, lengths = pad_captions([torch.tensor(vocab.encode(c, max_len)) for c in flat])
@@ -38,6 +41,8 @@ def rerank_beams(matcher, img: dict, beams: list[list[str]], vocab: Vocabulary, 
     cap = matcher.encode_captions(ids.to(device), lengths)
     logp = torch.log_softmax(matcher.similarity(img, cap) / RERANK_TEMPERATURE, dim=0).cpu()  # (B, sum K_b)
     scores = logp[owners, torch.arange(len(flat))]  # (sum K_b,) log p(own image | candidate)
+    if fluency is not None:
+        scores = scores + torch.tensor([f for row in fluency for f in row], dtype=scores.dtype)
     picked, start = [], 0
     for cands in beams:
         part = scores[start:start + len(cands)]
@@ -75,12 +80,17 @@ def decode_images(model, img: dict, vocab: Vocabulary, beam_size: int, rerank: b
     if not rerank:
         return [vocab.decode(row) for row in model.decoder.beam_search(img["grounded"], beam_size).cpu().tolist()]
     tokens, scores, done = model.decoder.beam_search(img["grounded"], beam_size, all_beams=True)
-    beams = []
+    beams, fluency = [], []
     for rows, row_scores, finished in zip(tokens.cpu().tolist(), scores.cpu().tolist(), done.cpu().tolist()):
         order = sorted(range(len(rows)), key=lambda j: -row_scores[j])  # most likely first
-        cands = [vocab.decode(rows[j]) for j in order if finished[j] and row_scores[j] > float("-inf")]
-        beams.append(list(dict.fromkeys(cands)) or [vocab.decode(rows[order[0]])])
-    return rerank_beams(model.matcher, img, beams, vocab, max_len)
+        keep = [j for j in order if finished[j] and row_scores[j] > float("-inf")] or order[:1]
+        cands = {}
+        for j in keep:  # the first (most likely) copy of a caption counts
+            length = rows[j].index(END) + 1 if END in rows[j] else len(rows[j])  # words + <end>
+            cands.setdefault(vocab.decode(rows[j]), row_scores[j] / length)
+        beams.append(list(cands))
+        fluency.append(list(cands.values()))
+    return rerank_beams(model.matcher, img, beams, vocab, max_len, fluency)
 
 
 def distinctiveness(matcher, split: Split, captions: Sequence[str], vocab: Vocabulary, data_cfg: DataConfig,

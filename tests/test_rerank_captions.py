@@ -38,3 +38,11 @@ def test_rerank_keeps_the_most_likely_candidate_on_ties():
     vocab = build_vocab(["a lock icon", "a lock symbol"])
     img = {"abstract": torch.zeros(1, len(vocab))}
     assert rerank_beams(_Matcher(vocab), img, [["a lock symbol", "a lock icon"]], vocab, 10) == ["a lock symbol"]
+
+
+def test_fluency_breaks_the_tie_of_captions_that_retrieve_equally():
+    vocab = build_vocab(["an icon for", "an icon of a lock"])
+    img = {"abstract": torch.zeros(2, len(vocab))}  # every candidate fits both images equally
+    beams = [["an icon for", "an icon of a lock"]]
+    assert rerank_beams(_Matcher(vocab), {"abstract": img["abstract"][:1]}, beams, vocab, 10,
+                        fluency=[[-2.0, -0.5]]) == ["an icon of a lock"]
