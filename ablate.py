@@ -61,14 +61,17 @@ def beyond_rows(beyond: bool, names: Optional[str]) -> tuple:
         if names:
             raise ConfigError("--rows picks among the --beyond rows; add --beyond")
         return ()
-    if not names:
-        return BEYOND_ROWS
+    return _pick(BEYOND_ROWS, names, "--rows", "the --beyond rows") if names else BEYOND_ROWS
+
+
+def _pick(rows: tuple, names: str, option: str, what: str) -> tuple:
+    """The rows named in the comma-separated ``names``, in table order; a ConfigError lists the valid ones."""
     wanted = [n.strip() for n in names.split(",") if n.strip()]
-    known = [r[0] for r in BEYOND_ROWS]
+    known = [r[0] for r in rows]
     unknown = [n for n in wanted if n not in known]
     if unknown:
-        raise ConfigError(f"--rows: unknown row(s) {', '.join(unknown)}; the --beyond rows are {', '.join(known)}")
-    return tuple(r for r in BEYOND_ROWS if r[0] in wanted)
+        raise ConfigError(f"{option}: unknown row(s) {', '.join(unknown)}; {what} are {', '.join(known)}")
+    return tuple(r for r in rows if r[0] in wanted)
 
 
 def finished_run(folder: str, cfg) -> Optional[dict]:
@@ -105,14 +108,7 @@ def table(rows: list[dict]) -> str:
 
 def base_rows(names: Optional[str]) -> tuple:
     """The paper's rows, or the named ones (``full`` brings ``full + fused`` with it)."""
-    if not names:
-        return ROWS
-    wanted = [n.strip() for n in names.split(",") if n.strip()]
-    known = [r[0] for r in ROWS]
-    unknown = [n for n in wanted if n not in known]
-    if unknown:
-        raise ConfigError(f"--only: unknown row(s) {', '.join(unknown)}; the rows are {', '.join(known)}")
-    return tuple(r for r in ROWS if r[0] in wanted)
+    return _pick(ROWS, names, "--only", "the rows") if names else ROWS
 
 
 def run_rows(args, rows_spec: tuple, out: str, overrides: Sequence[str]) -> list[dict]:
