@@ -41,7 +41,8 @@ def markdown_table(report: dict) -> str:
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {m['rsum']:.1f} |")
     cap = report.get("captioning")
     if cap:
-        lines += ["", f"captioning (beam {cap.get('beam_size', '?')}, pycocoevalcap scale):", ""]
+        decode = f", {cap['decode']}" if "decode" in cap else ""
+        lines += ["", f"captioning (beam {cap.get('beam_size', '?')}{decode}, pycocoevalcap scale):", ""]
         lines += captioning_table(cap)
         if "distinctiveness" in cap:
             d, f = cap["distinctiveness"], cap["fluency"]
