@@ -197,6 +197,17 @@ def fetch_package(source: IconSource, into: str) -> str:
     return os.path.join(into, done.stdout.strip().splitlines()[-1])
 
 
+def _rendered(png_path: str, size: int) -> bool:
+    """Whether ``png_path`` holds a readable ``size`` x ``size`` image from an earlier build."""
+    from PIL import Image
+
+    try:
+        with Image.open(png_path) as im:
+            return im.size == (size, size)
+    except (OSError, ValueError):
+        return False
+
+
 def render_png(svg_path: str, png_path: str, size: int) -> None:
     """Rasterise an SVG to a ``size`` x ``size`` RGB PNG on white (currentColor renders black)."""
     import cairosvg
@@ -212,7 +223,8 @@ def build_icon_set(name: str, out: str, package: Optional[str] = None, max_train
                    n_test: int = 500, size: int = 72, seed: int = 0, limit: int = 0) -> dict:
     """Build ``out/dataset_<name>.json`` and ``out/images/*.png``; returns counts per split.
 
-    ``limit`` > 0 keeps only that many icons (a quick subset for tests), chosen deterministically.
+    ``limit`` > 0 keeps only that many icons (a quick subset), chosen deterministically; size
+    ``n_val`` and ``n_test`` to it. A PNG already in ``out/images`` at the asked size is reused.
     """
     if name not in SOURCES:
         raise DataError(f"unknown icon set '{name}'; one of {', '.join(SOURCES)}")
@@ -223,8 +235,7 @@ def build_icon_set(name: str, out: str, package: Optional[str] = None, max_train
         icons = source.read(root)
         if limit > 0:
             icons = sorted(random.Random(seed).sample(icons, min(limit, len(icons))), key=lambda i: i.name)
-        scale = min(1.0, len(icons) / max(max_train + n_val + n_test, 1)) if limit > 0 else 1.0
-        assign = split_concepts(icons, seed, max(1, round(n_val * scale)), max(1, round(n_test * scale)))
+        assign = split_concepts(icons, seed, n_val, n_test)
         train = [i for i in icons if assign[i.concept] == "train"]
         if max_train > 0 and len(train) > max_train:
             keep = {i.name for i in random.Random(seed + 1).sample(train, max_train)}
@@ -233,7 +244,7 @@ def build_icon_set(name: str, out: str, package: Optional[str] = None, max_train
         for icon in tqdm(icons, desc=f"render {name}", leave=False):
             png = os.path.join(out, "images", f"{icon.name}.png")
             try:
-                if not os.path.exists(png):
+                if not _rendered(png, size):
                     render_png(icon.svg, png, size)
             except Exception as err:  # a broken SVG (or a missing file) must not stop the other icons
                 print(f"skipped {icon.svg}: {type(err).__name__}: {err}", file=sys.stderr)

@@ -8,6 +8,18 @@ import pytest
 from data.__main__ import main as data_main
 from data.icon_sets import Icon, captions_for, split_concepts
 
+
+def _renderer_available() -> str:
+    """'' when cairosvg renders here, else why not (it needs the system's libcairo)."""
+    try:
+        import cairosvg  # noqa: F401
+    except (ImportError, OSError) as err:
+        return f"cairosvg cannot load: {err}"
+    return ""
+
+
+needs_renderer = pytest.mark.skipif(bool(_renderer_available()), reason=_renderer_available() or "renderer present")
+
 SVG = ('<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 24 24" fill="none" stroke="currentColor" '
        'stroke-width="2"><path d="M4 4h{w}v{h}H4z"/></svg>')
 CONCEPTS = ["lock", "clock", "arrow", "book", "cloud", "user", "phone", "home", "star", "file", "map", "car"]
@@ -48,6 +60,7 @@ def _fake_mdi(root: str) -> str:
     return pkg
 
 
+@needs_renderer
 @pytest.mark.parametrize("name,fake", [("tabler", _fake_tabler), ("mdi", _fake_mdi)])
 def test_builder_writes_a_set_that_check_passes(tmp_path, capsys, name, fake):
     pkg = fake(str(tmp_path / "pkg"))
@@ -71,6 +84,7 @@ def test_builder_writes_a_set_that_check_passes(tmp_path, capsys, name, fake):
                       f"data.image_root={out}"]) == 0, capsys.readouterr().out
 
 
+@needs_renderer
 def test_unrenderable_files_are_named_and_skipped(tmp_path, capsys):
     pkg = _fake_tabler(str(tmp_path / "pkg"), broken="book-check")
     out = str(tmp_path / "set")
@@ -83,6 +97,7 @@ def test_unrenderable_files_are_named_and_skipped(tmp_path, capsys):
     assert "book-check.png" not in names and "ghost.png" not in names and "book-off.png" in names
 
 
+@needs_renderer
 def test_builder_is_reproducible(tmp_path):
     pkg = _fake_tabler(str(tmp_path / "pkg"))
     args = ["--package", pkg, "--val", "4", "--test", "6", "--size", "32", "--seed", "3"]
@@ -112,3 +127,19 @@ def test_captions_use_synonyms_and_category():
     assert caps[0] == "lock check icon" and len(set(caps)) == 5
     assert any("verify" in c or "secure" in c or "approve" in c for c in caps)
     assert any("system" in c for c in caps)
+
+
+@needs_renderer
+def test_rebuild_reuses_pngs_of_the_same_size_only(tmp_path):
+    from PIL import Image
+
+    pkg = _fake_tabler(str(tmp_path / "pkg"))
+    out = tmp_path / "set"
+    args = ["--package", pkg, "--val", "4", "--test", "6", "--seed", "3"]
+    data_main(["build-icons", "tabler", "--out", str(out), "--size", "32", *args])
+    png = out / "images" / "lock.png"
+    stamp = png.stat().st_mtime_ns
+    data_main(["build-icons", "tabler", "--out", str(out), "--size", "32", *args])
+    assert png.stat().st_mtime_ns == stamp  # same size: reused
+    data_main(["build-icons", "tabler", "--out", str(out), "--size", "40", *args])
+    assert Image.open(png).size == (40, 40)  # another size: rendered again
