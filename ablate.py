@@ -33,7 +33,7 @@ import train
 from config import ConfigError, from_dict, load_config, to_dict
 from data import DataError
 from engine.checkpoint import CheckpointError, config_differences, load_checkpoint
-from engine.report import write_json_atomic
+from engine.report import write_json_atomic, write_text_atomic
 from models import ModelError
 
 ROWS = (
@@ -180,13 +180,6 @@ def seed_table(summary: list[dict]) -> str:
     return head + "\n".join(lines) + "\n"
 
 
-def _write_text(path: str, text: str) -> None:
-    tmp = f"{path}.tmp.{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def main(argv: Optional[Sequence[str]] = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", help="YAML preset (default: the built-in Shapes set)")
@@ -221,7 +214,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
                   "summary": summary, "rows": per_seed}
         text = f"# Ablation ({name}; seeds {', '.join(map(str, seeds))})\n\n" + seed_table(summary)
     write_json_atomic(os.path.join(args.out, "ablation.json"), result)
-    _write_text(os.path.join(args.out, "ablation.md"), text)
+    write_text_atomic(os.path.join(args.out, "ablation.md"), text)
     print(text, end="")
     return result
 

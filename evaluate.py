@@ -93,7 +93,7 @@ def evaluate(run_dir: str, split: str = "test", protocol: str = "auto", checkpoi
     report["modality"] = modality_section(model, embeddings)
     if swap_test:
         report["swaps"] = swap_accuracy(model, data, vocab, cfg, dev, progress=progress)
-        binding = binding_queries(model, data, vocab, cfg, dev)
+        binding = binding_queries(model, data, vocab, cfg, dev, embeddings[0])
         if binding is not None:
             report["binding"] = binding
     if rerank:

@@ -86,11 +86,13 @@ def swap_accuracy(model, split: Split, vocab: Vocabulary, cfg, device: torch.dev
 
 
 @torch.no_grad()
-def binding_queries(model, split: Split, vocab: Vocabulary, cfg, device: torch.device) -> dict | None:
+def binding_queries(model, split: Split, vocab: Vocabulary, cfg, device: torch.device,
+                    img: dict | None = None) -> dict | None:
     """Attribute binding on Shapes: each caption "a large <colour> <shape>" (8 colours x 5 shapes)
     queries the split's images; a hit when the top image holds an object of that colour *and*
     shape (any size). ``{"top1": %, "queries": 40, "misses": [(caption, top image's objects)...]}``,
-    or ``None`` for a split without scene records (anything but Shapes)."""
+    or ``None`` for a split without scene records (anything but Shapes). ``img``: the split's image
+    embeddings when the caller has them already (``encode_split``), else encoded here."""
     from data.shapes import COLOURS, SHAPES
 
     scenes = split.extra.get("scenes")
@@ -98,7 +100,8 @@ def binding_queries(model, split: Split, vocab: Vocabulary, cfg, device: torch.d
         return None
     matcher = model.matcher
     matcher.eval()
-    img, _ = encode_split(matcher, split, vocab, cfg.data, device, cfg.train.eval_batch_size, False)
+    if img is None:
+        img, _ = encode_split(matcher, split, vocab, cfg.data, device, cfg.train.eval_batch_size, False)
     queries = [(c, s) for c in COLOURS for s in SHAPES]
     texts = [f"a large {c} {s}" for c, s in queries]
     ids, lengths = pad_captions([torch.tensor(vocab.encode(t, cfg.data.max_caption_len)) for t in texts])

@@ -104,7 +104,7 @@ def final_report(cfg: Config, folder: RunFolder, device: torch.device, state: di
         if cfg.data.labelled_fraction < 1 or cfg.semi.stage2_epochs > 0:
             report["semi"] = semi_section(cfg, folder, test, vocab, device)
     report["modality"] = modality_section(model, embeddings)
-    binding = binding_queries(model, test, vocab, cfg, device)
+    binding = binding_queries(model, test, vocab, cfg, device, embeddings[0])
     if binding is not None:
         report["binding"] = binding
     grid = None
