@@ -5,7 +5,8 @@
     python demo.py score RUN_DIR PAIRS.jsonl [--out scores.jsonl] [--checkpoint best]
     python demo.py retrieve RUN_DIR (--text "TEXT" | --image PATH) [-k 5] [--split test]
 
-``caption`` prints one caption per image file (any format and mode PIL reads). ``imagine`` draws
+``caption`` prints one caption per image file (any format and mode PIL reads); an unreadable file
+is named on stderr and the others are still captioned (exit 1, or 2 when none could be read). ``imagine`` draws
 ``n`` images from a caption with the run's text-to-image GAN and writes them as one PNG grid; the
 seed fixes the noise, so another seed gives other images. ``score`` reads one
 ``{"image": path, "caption": text}`` per line (relative paths are under the JSONL's folder) and
@@ -32,14 +33,15 @@ from engine.captioning import decode_images
 from engine.checkpoint import CheckpointError
 from engine.evaluation import encode_split
 from engine.pair_score import PairScorer
+from engine.report import write_text_atomic
 from engine.run import load_trained
 from engine.synthesis import image_grid, imagine, save_png
 from models import ModelError
 
 
 def caption_images(run_dir: str, paths: Sequence[str], beam: Optional[int] = None, checkpoint: str = "best",
-                   device: str = "cpu") -> list[tuple[str, str]]:
-    """``(path, caption)`` per image; unreadable images are named in a :class:`DataError`."""
+                   device: str = "cpu") -> tuple[list[tuple[str, str]], list[str]]:
+    """``(path, caption)`` per readable image, and an error naming each unreadable one."""
     cfg, vocab, model, _ = load_trained(run_dir, checkpoint)
     if model.decoder is None:
         raise CheckpointError(f"{run_dir} has no caption decoder: it was trained with look.lambda_i2t=0; "
@@ -48,20 +50,46 @@ def caption_images(run_dir: str, paths: Sequence[str], beam: Optional[int] = Non
         raise CheckpointError(f"{run_dir} was trained on precomputed features, so it cannot read image files; "
                               "train with an image encoder (small_cnn, resnet*) to caption files")
     transform = image_transform(cfg.data, train=False)
-    images, errors = [], []
+    images, good, errors = [], [], []
     for path in paths:
         try:
             images.append(transform(open_rgb(path)))
+            good.append(path)
         except DataError as err:
             errors.append(str(err))
-    if errors:
-        raise DataError("\n".join(errors))
+    if not images:
+        return [], errors
     model.to(device)
     with torch.no_grad():
         img = model.matcher.encode_images(torch.stack(images).to(device))
         captions = decode_images(model, img, vocab, beam or cfg.look.beam_size, cfg.look.rerank_captions,
                                  cfg.data.max_caption_len)
-    return list(zip(paths, captions))
+    return list(zip(good, captions)), errors
+
+
+def check_writable(path: str) -> None:
+    """Create ``path``'s folder and make sure a file can be written there, before any work is done."""
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(folder, exist_ok=True)
+        if os.path.isdir(path):
+            raise DataError(f"{path}: is a folder; give a file name")
+        probe = f"{path}.tmp.{os.getpid()}"
+        open(probe, "w").close()
+        os.remove(probe)
+    except OSError as err:
+        raise DataError(f"cannot write {path}: {err.strerror or err}") from None
+
+
+def warn_unknown_words(text: str, vocab) -> None:
+    """Name the query's words the run never saw (they are read as ``<unk>``)."""
+    words = tokenize(text)
+    unknown = sorted({w for w in words if w not in vocab.index})
+    if unknown and len(unknown) == len(set(words)):
+        print(f"warning: none of the words of {text!r} is in the run's vocabulary (all read as <unk>): the results "
+              "say nothing about the text", file=sys.stderr)
+    elif unknown:
+        print(f"note: not in the run's vocabulary (read as <unk>): {', '.join(unknown)}", file=sys.stderr)
 
 
 def imagine_grid(run_dir: str, text: str, n: int = 8, seed: int = 0, out: str = "imagined.png",
@@ -75,9 +103,8 @@ def imagine_grid(run_dir: str, text: str, n: int = 8, seed: int = 0, out: str = 
         raise DataError("the text to imagine from is empty")
     if n < 1:
         raise DataError(f"-n must be at least 1, got {n}")
-    unknown = sorted({w for w in tokenize(text) if w not in vocab.index})
-    if unknown:
-        print(f"note: not in the run's vocabulary (read as <unk>): {', '.join(unknown)}", file=sys.stderr)
+    check_writable(out)
+    warn_unknown_words(text, vocab)
     model.to(device)
     images = imagine(model, [text], vocab, n, seed, torch.device(device), cfg.data.max_caption_len)
     columns = min(n, 8)
@@ -90,8 +117,13 @@ def read_pairs(path: str, transform) -> tuple[list[dict], list[dict]]:
     if not os.path.isfile(path):
         raise DataError(f"{path}: pairs file not found")
     root, pairs, errors = os.path.dirname(os.path.abspath(path)), [], []
-    with open(path, encoding="utf-8") as f:
-        for number, text in enumerate(f, 1):
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, 1):
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                errors.append({"line": number, "error": f"{path}:{number}: not UTF-8 text (byte {err.start + 1})"})
+                continue
             if not text.strip():
                 continue
             try:
@@ -138,7 +170,11 @@ def retrieve(run_dir: str, text: Optional[str] = None, image: Optional[str] = No
         raise DataError("give exactly one query: --text or --image")
     if text is not None and not text.strip():
         raise DataError("the query text is empty")
+    if k < 1:
+        raise DataError(f"-k must be at least 1, got {k}")
     cfg, vocab, model, _ = load_trained(run_dir, checkpoint)
+    if text is not None:
+        warn_unknown_words(text, vocab)
     dev = torch.device(device)
     model.to(dev)
     data = load_split(cfg.data, split)
@@ -201,16 +237,23 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 print(f"{rank}\t{score:.4f}\t{index}\t{name}")
             return 0
         if args.command == "score":
+            if args.out:
+                check_writable(args.out)
             return print_scores(*score_pairs(args.run_dir, args.pairs, args.checkpoint, args.device), args.out)
         if args.command == "imagine":
             print(imagine_grid(args.run_dir, args.text, args.n, args.seed, args.out, args.checkpoint, args.device))
             return 0
-        for path, caption in caption_images(args.run_dir, args.images, args.beam, args.checkpoint, args.device):
+        if args.beam is not None and args.beam < 1:
+            raise DataError(f"--beam must be at least 1, got {args.beam}")
+        captions, errors = caption_images(args.run_dir, args.images, args.beam, args.checkpoint, args.device)
+        for path, caption in captions:
             print(f"{path}\t{caption}")
+        for error in errors:
+            print(f"error: {error}", file=sys.stderr)
+        return 0 if not errors else (1 if captions else 2)
     except (CheckpointError, DataError, ModelError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    return 0
 
 
 def print_scores(results: list[dict], errors: list[dict], scorer: PairScorer, out: Optional[str]) -> int:
@@ -222,11 +265,12 @@ def print_scores(results: list[dict], errors: list[dict], scorer: PairScorer, ou
     for e in errors:
         print(f"error: {e['error']}", file=sys.stderr)
     if out:
-        tmp = f"{out}.tmp.{os.getpid()}"
-        with open(tmp, "w", encoding="utf-8") as f:
-            for r in sorted(results + errors, key=lambda r: r["line"]):
-                f.write(json.dumps(r) + "\n")
-        os.replace(tmp, out)
+        text = "".join(json.dumps(r) + "\n" for r in sorted(results + errors, key=lambda r: r["line"]))
+        try:
+            write_text_atomic(out, text)
+        except OSError as err:
+            print(f"error: cannot write {out}: {err.strerror or err}", file=sys.stderr)
+            return 2
     return 1 if errors else 0
 
 

@@ -5,7 +5,8 @@
                        [--evaluator OTHER_RUN] [--inception-weights FILE] [--seed 0] [--mismatched 99]
                        [--rerank K] [--no-html] [--no-swaps]
 
-Prints a Markdown table and writes JSON (default RUN_DIR/eval_{split}.json) and, beside it, a
+Prints a Markdown table and writes JSON (default RUN_DIR/eval_{split}.json, eval_{split}_{name}.json for a
+checkpoint other than best) and, beside it, the generated captions (eval_{split}_captions.json) and a
 self-contained HTML page (eval_{split}.html: metrics, retrieved captions and images for sample
 queries, generated captions and images, recall@K curves). The JSON holds retrieval;
 captioning metrics when the run has a caption decoder; synthesis metrics when it has a generator
@@ -65,8 +66,8 @@ def evaluate(run_dir: str, split: str = "test", protocol: str = "auto", checkpoi
     """Evaluate ``checkpoint`` of ``run_dir`` on ``split``; returns (and writes) the report.
 
     Retrieval always; captioning too when the run has a decoder (and ``captions`` is true), with
-    the captions written in COCO results format to ``RUN_DIR/captions_{split}.json`` (``..._{name}.json``
-    for a checkpoint other than ``best``); synthesis
+    the captions written in COCO results format beside the JSON (``eval_test.json`` ->
+    ``eval_test_captions.json``; the run's own ``captions_test.json`` is never rewritten); synthesis
     when the run has a generator and ``evaluator`` names another run trained without the GAN.
     With ``html``, the page a person reads goes beside the JSON (``eval_test.json`` -> ``eval_test.html``).
     """
@@ -100,9 +101,9 @@ def evaluate(run_dir: str, split: str = "test", protocol: str = "auto", checkpoi
         report["retrieval"]["fused"] = fused_section(model, cfg, vocab, data, embeddings, result["primary"], rerank,
                                                      dev, progress)
     results = None
+    out = out or default_out(run_dir, split, checkpoint)
     if model.decoder is not None and captions:
-        stem = "" if checkpoint == "best" else "_" + os.path.splitext(os.path.basename(checkpoint))[0]
-        results = os.path.join(run_dir, f"captions_{split}{stem}.json")
+        results = os.path.splitext(out)[0] + "_captions.json"  # beside --out: the run's own files stay as training left them
         rerank_captions = cfg.look.rerank_captions if decode is None else decode == "rerank"
         report["captioning"] = evaluate_captions(model, data, vocab, cfg.data, dev, beam_size or cfg.look.beam_size,
                                                  cfg.train.eval_batch_size, progress, results, img=embeddings[0],
@@ -123,11 +124,16 @@ def evaluate(run_dir: str, split: str = "test", protocol: str = "auto", checkpoi
                                        "imagine.lambda_t2i=0) for R-precision and the Frechet distance"}
     if cfg.data.wrong_fraction > 0:
         report["wrong_pairs"] = wrong_pairs_section(model, cfg, vocab, dev, progress)
-    out = out or os.path.join(run_dir, f"eval_{split}.json")
     write_report(report, out)
     if html:
         write_html_report(os.path.splitext(out)[0] + ".html", report, model, cfg, vocab, data, embeddings, dev, results)
     return report
+
+
+def default_out(run_dir: str, split: str, checkpoint: str) -> str:
+    """``RUN_DIR/eval_{split}.json`` for ``best``, ``RUN_DIR/eval_{split}_{name}.json`` for another checkpoint."""
+    stem = "" if checkpoint == "best" else "_" + os.path.splitext(os.path.basename(checkpoint))[0]
+    return os.path.join(run_dir, f"eval_{split}{stem}.json")
 
 
 def fused_section(model, cfg, vocab, data, embeddings, protocol: str, k: int, device, progress: bool) -> dict:
@@ -173,7 +179,8 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
                         help="auto: COCO 1K folds and 5K on a 5,000-image split, else the full split")
     parser.add_argument("--checkpoint", default="best", help="best, last, or a checkpoint path")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--out", help="JSON output (default RUN_DIR/eval_SPLIT.json)")
+    parser.add_argument("--out", help="JSON output (default RUN_DIR/eval_SPLIT.json); the captions and the HTML page go "
+                                      "beside it")
     parser.add_argument("--no-captions", action="store_true", help="skip the captioning metrics")
     parser.add_argument("--beam", type=int, help="beam size for captioning (default: the run's look.beam_size)")
     parser.add_argument("--decode", choices=("beam", "rerank"),
@@ -194,6 +201,12 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     parser.add_argument("--mismatched", type=int, default=99,
                         help="R-precision: mismatched captions per generated image (AttnGAN uses 99)")
     args = parser.parse_args(argv)
+    if args.beam is not None and args.beam < 1:
+        parser.error(f"--beam must be >= 1, got {args.beam}")
+    if args.rerank < 0:
+        parser.error(f"--rerank must be >= 0 (0: off), got {args.rerank}")
+    if args.mismatched < 1:
+        parser.error(f"--mismatched must be >= 1, got {args.mismatched}")
     report = evaluate(args.run_dir, args.split, args.protocol, args.checkpoint, args.device, args.out,
                       captions=not args.no_captions, beam_size=args.beam, evaluator=args.evaluator,
                       inception_weights=args.inception_weights, seed=args.seed, mismatched=args.mismatched,

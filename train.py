@@ -16,6 +16,7 @@ import os
 import random
 import sys
 import time
+from dataclasses import replace
 from typing import Optional, Sequence
 
 import numpy as np
@@ -27,12 +28,15 @@ from tqdm import tqdm
 
 from config import Config, ConfigError, from_dict, load_config, to_dict
 from data import DataError, build_vocab, load_split
+from data.check import caption_findings, preflight
 from data.contrast import TokenSwapper
 from data.datasets import PairDataset, collate_pairs, image_transform
 from data.labelled import labelled_captions, labelled_ids
 from data.vocab import Vocabulary
 from engine import distributed
-from engine.checkpoint import CheckpointError, config_differences, load_checkpoint, rng_state, save_atomic, set_rng_state
+from engine.config_checks import validate as validate_config
+from engine.checkpoint import (CheckpointError, config_differences, load_checkpoint, remove_temp_files, rng_state,
+                               save_atomic, set_rng_state)
 from engine.captioning import generate_captions
 from engine.evaluation import evaluate_retrieval
 from engine.imagine import Critic
@@ -42,8 +46,8 @@ from engine.report import write_json_atomic
 from engine.run import RunFolder, fresh_folder
 from engine.robust import PairLossRecord
 from engine.schedule_watch import collapse_warning, schedule_changes
-from engine.semi import Stage2Error, check_semi_config, run_stage2
-from engine.steps import SCHEDULES, NegativeQueue, PairState, joint_step, look_phase, schedule_paths
+from engine.semi import Stage2Error, run_stage2
+from engine.steps import NegativeQueue, PairState, joint_step, look_phase, schedule_paths
 from engine.synthesis import split_grid
 from losses.ranking import RankingLoss
 from models import ModelError
@@ -136,14 +140,7 @@ def resume_state(folder: RunFolder, cfg: Config, model, optimizers: dict, schedu
     settings (``semi.*``) changed: stage 2 always restarts from the end of stage 1 (``last.pt``),
     so resuming a finished run (or a copy of it) with other ``semi.*`` values reruns stage 2 alone."""
     ckpt = load_checkpoint(folder.checkpoint("last"))
-    saved = to_dict(from_dict(ckpt["config"]))  # keys added to the config since the run started take their defaults
-    diffs = [d for d in config_differences(saved, to_dict(cfg))
-             if d.split(":")[0] not in RESUMABLE_KEYS + ("train.out_dir",) and not d.startswith("semi.")]
-    if diffs:
-        raise CheckpointError(
-            f"{folder.checkpoint('last')} was trained with another config; resuming would mix two "
-            "experiments:\n  " + "\n  ".join(diffs)
-        )
+    refuse_other_config(ckpt["config"], cfg, folder.checkpoint("last"))
     model.load_state_dict(ckpt["model"], strict=True)
     for name, opt in optimizers.items():
         opt.load_state_dict(ckpt["optimizers"][name])
@@ -156,6 +153,9 @@ def resume_state(folder: RunFolder, cfg: Config, model, optimizers: dict, schedu
         pairs.record.load_state_dict(ckpt["pair_losses"])
     set_rng_state(ckpt["rng"])
     state = {k: ckpt[k] for k in ("epoch", "step", "best_rsum", "best_epoch", "seconds")}
+    print(f"resuming from {folder.checkpoint('last')}: epoch {state['epoch'] + 1} of {cfg.train.epochs} done, "
+          f"step {state['step']}, best val rsum {state['best_rsum']:.1f} at epoch {state['best_epoch'] + 1}")
+    recover_best(folder, ckpt, state)
     # Checkpoints from before the val history was kept know only the best epoch's rsum.
     state["val_history"] = list(ckpt.get("val_history") or
                                 [state["best_rsum"] if e == state["best_epoch"] else float("nan")
@@ -163,17 +163,77 @@ def resume_state(folder: RunFolder, cfg: Config, model, optimizers: dict, schedu
     return state
 
 
+def refuse_other_config(saved: dict, cfg: Config, where: str) -> None:
+    """A resumed run must be the same experiment: only :data:`RESUMABLE_KEYS`, ``train.out_dir``
+    and ``semi.*`` may differ from the config it started with."""
+    saved = to_dict(from_dict(saved))  # keys added to the config since the run started take their defaults
+    diffs = [d for d in config_differences(saved, to_dict(cfg))
+             if d.split(":")[0] not in RESUMABLE_KEYS + ("train.out_dir",) and not d.startswith("semi.")]
+    if diffs:
+        raise CheckpointError(f"{where} was trained with another config; resuming would mix two experiments:\n  "
+                              + "\n  ".join(diffs))
+
+
+def recover_best(folder: RunFolder, last: dict, state: dict) -> None:
+    """Make ``best.pt`` agree with the best epoch ``last.pt`` records.
+
+    ``last.pt`` is written after ``best.pt``, so a kill between the two leaves a ``best.pt`` one
+    epoch ahead, which the resumed epoch rewrites. Runs from before that order could be killed the
+    other way round: then the best epoch is the last one and ``last.pt`` holds its weights."""
+    if state["best_epoch"] < 0:
+        return
+    try:
+        best_epoch = load_checkpoint(folder.checkpoint("best"))["best_epoch"]
+    except CheckpointError:
+        best_epoch = None
+    if best_epoch == state["best_epoch"]:
+        return
+    if state["best_epoch"] == state["epoch"]:
+        save_atomic(last, folder.checkpoint("best"))
+        print(f"{folder.checkpoint('best')} was missing or stale (an interrupted write): rewritten from "
+              f"{folder.checkpoint('last')}, which holds the best epoch ({state['best_epoch'] + 1})")
+        return
+    print(f"WARNING: {folder.checkpoint('best')} does not hold the best epoch {state['best_epoch'] + 1} that "
+          f"{folder.checkpoint('last')} records, and no other file does; the best model is chosen anew from the "
+          "epochs still to come")
+    state["best_rsum"], state["best_epoch"] = -1.0, -1
+
+
 def prepare_folder(cfg: Config, dist: distributed.Dist) -> RunFolder:
     """The run folder: the same one when resuming, else a fresh one (never overwrite a run)."""
     if cfg.train.resume:
         folder = RunFolder(cfg.train.out_dir)
         if not os.path.exists(folder.checkpoint("last")):
-            raise CheckpointError(f"train.resume=true but {folder.checkpoint('last')} does not exist")
+            if not os.path.exists(folder.config):
+                raise CheckpointError(f"train.resume=true but {folder.checkpoint('last')} does not exist")
+            refuse_other_config(to_dict(load_config(folder.config)), cfg, folder.config)
+            if dist.main:
+                print(f"no {folder.checkpoint('last')} yet (the run stopped in its first epoch): starting it again "
+                      "from the beginning in the same folder")
+        if dist.main:
+            for name in remove_temp_files(folder.root):
+                print(f"removed {name}, left by an interrupted write")
         return folder
     root = distributed.broadcast_object(fresh_folder(cfg.train.out_dir) if dist.main else None)
     if dist.main:
         os.makedirs(root, exist_ok=True)
     return RunFolder(root)
+
+
+def fit_batch_to_data(cfg: Config, train_split, dist: distributed.Dist) -> Config:
+    """A batch no larger than an epoch's pairs per process: a smaller training set shrinks the
+    batch, with a note (the last partial batch is dropped, so a too-large batch would train nothing)."""
+    pairs = train_split.num_images if cfg.train.one_caption_per_image else train_split.num_captions
+    per_rank = pairs // dist.world_size
+    if per_rank >= cfg.data.batch_size:
+        return cfg
+    if per_rank < 2:
+        raise DataError(f"the training split has {pairs} pairs per epoch, {per_rank} per process: a batch needs at "
+                        "least 2 (the ranking loss needs a negative)")
+    if dist.main:
+        print(f"note: the training split has {per_rank} pairs per epoch per process, fewer than data.batch_size="
+              f"{cfg.data.batch_size}; training with batches of {per_rank}")
+    return replace(cfg, data=replace(cfg.data, batch_size=per_rank))
 
 
 def build_vocabulary(cfg: Config, folder: RunFolder, train_split, dist: distributed.Dist) -> Vocabulary:
@@ -190,12 +250,7 @@ def build_vocabulary(cfg: Config, folder: RunFolder, train_split, dist: distribu
 
 
 def run(cfg: Config) -> dict:
-    if cfg.train.schedule not in SCHEDULES:
-        raise ConfigError(f"train.schedule={cfg.train.schedule!r} is not one of {', '.join(SCHEDULES)}")
-    check_semi_config(cfg)
-    if cfg.loss.imagined_weight > 0 and cfg.imagine.lambda_t2i <= 0:
-        raise ConfigError("loss.imagined_weight > 0 needs the text-to-image GAN to imagine the negatives, but it is "
-                          "switched off (imagine.lambda_t2i=0); train with imagine.lambda_t2i=1")
+    validate_config(cfg)  # every value, before anything is written
     dist, device = distributed.setup(cfg.train.device)
     try:
         return _run(cfg, dist, device)
@@ -310,8 +365,14 @@ def validate(cfg: Config, model: LIM, val_split, vocab: Vocabulary, device, writ
 
 def _run(cfg: Config, dist: distributed.Dist, device: torch.device) -> dict:
     seed_everything(cfg.train.seed + dist.rank)
-    folder = prepare_folder(cfg, dist)
+    # The data first, every image decoded: a bad file stops the run before its folder is made.
     train_split, val_split = load_split(cfg.data, "train"), load_split(cfg.data, "val")
+    preflight(cfg.data, [train_split, val_split, load_split(cfg.data, "test")])
+    cfg = fit_batch_to_data(cfg, train_split, dist)
+    if dist.main:
+        for warning in caption_findings(train_split, None, cfg.data.max_caption_len)[1]:
+            print(f"note: {warning}")
+    folder = prepare_folder(cfg, dist)
     vocab = build_vocabulary(cfg, folder, train_split, dist)
     feature_dim = train_split.images.feature_dim if train_split.images.kind == "features" else None
     if dist.main:
@@ -332,7 +393,7 @@ def _run(cfg: Config, dist: distributed.Dist, device: torch.device) -> dict:
                       queue=NegativeQueue(cfg.loss.mined_negatives) if cfg.loss.mined_negatives > 0 else None,
                       rng=np.random.default_rng([cfg.train.seed, dist.rank, 17]))
     state = {"epoch": -1, "step": 0, "best_rsum": -1.0, "best_epoch": -1, "seconds": 0.0, "val_history": []}
-    if cfg.train.resume:
+    if cfg.train.resume and os.path.exists(folder.checkpoint("last")):
         state = resume_state(folder, cfg, model, optimizers, scheduler, critic, pairs)
     # A sequential update uses only part of the model (the G update never reaches the image encoder).
     ddp = DistributedDataParallel(model, find_unused_parameters=cfg.train.schedule == "sequential") \
@@ -365,12 +426,15 @@ def _run(cfg: Config, dist: distributed.Dist, device: torch.device) -> dict:
             rsum, text = validate(cfg, model, val_split, vocab, device, writer, state["step"])
             state["val_history"] = state["val_history"][:epoch] + [rsum]
             writer.add_scalar("train/pairs_per_second", summary["pairs"] / max(seconds, 1e-9), state["step"])
-            targets = ["last"]
+            # last.pt is the commit point, written last: a kill before it is in place redoes this
+            # epoch on resume (identically), a kill after it loses nothing.
+            targets = []
+            if summary["phase"] == "xe" and look_phase(cfg, epoch + 1) == "scst":
+                targets.append(os.path.join(folder.root, "xe.pt"))  # the decoder as cross-entropy left it
             if rsum > state["best_rsum"]:
                 state["best_rsum"], state["best_epoch"] = rsum, epoch
                 targets.append("best")
-            if summary["phase"] == "xe" and look_phase(cfg, epoch + 1) == "scst":
-                targets.append(os.path.join(folder.root, "xe.pt"))  # the decoder as cross-entropy left it
+            targets.append("last")
             for which in targets:
                 save_checkpoint(folder.checkpoint(which), ddp, optimizers, scheduler, cfg, vocab, state, feature_dim,
                                 critic, pairs)

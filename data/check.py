@@ -1,6 +1,7 @@
 """``python -m data check``: validate a dataset before training and name every bad entry."""
 from __future__ import annotations
 
+import hashlib
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -8,7 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from tqdm import tqdm
 
-from config import DataConfig
+from config import DataConfig, cache_dir
 
 from .images import FileImages, open_rgb
 from .karpathy import parse_karpathy
@@ -30,6 +31,7 @@ class CheckReport:
     vocab_size: int = 0
     oov: dict = field(default_factory=dict)  # split -> share of its caption tokens that become <unk>
     problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # worth a look, not a reason to stop
 
     @property
     def ok(self) -> bool:
@@ -76,6 +78,65 @@ def _check_images(split: Split, problems: list[str], workers: int = 8) -> None:
                 problems.append(msg)
 
 
+def caption_findings(split: Split, vocab, max_len: int) -> tuple[list[str], list[str]]:
+    """Captions that tokenise to nothing (problems), and captions mostly ``<unk>`` in ``vocab`` or
+    longer than ``max_len`` tokens, which training cuts (warnings); each names a count and a place."""
+    empty, unknown, long = [], [], []
+    longest = 0
+    for i, caps in enumerate(split.captions):
+        for j, cap in enumerate(caps):
+            tokens = tokenize(cap)
+            where = f"{split.images.describe(i)} caption {j + 1}"
+            if not tokens:
+                empty.append(f"{where}: tokenises to nothing ({cap[:60]!r})")
+                continue
+            if vocab is not None and sum(t not in vocab.index for t in tokens) * 2 > len(tokens):
+                unknown.append(where)
+            if len(tokens) > max_len:
+                long.append(where)
+                longest = max(longest, len(tokens))
+    warnings = []
+    if unknown:
+        warnings.append(f"{split.name}: {len(unknown)} captions are more than half <unk> in the training vocabulary "
+                        f"(first: {unknown[0]})")
+    if long:
+        warnings.append(f"{split.name}: {len(long)} captions are longer than data.max_caption_len={max_len} tokens and "
+                        f"are cut to it (longest {longest} tokens; first: {long[0]})")
+    return empty, warnings
+
+
+def preflight(cfg: DataConfig, splits: list[Split]) -> None:
+    """Before training: decode every image of the splits a run will touch, so a bad file stops the
+    run before its first step rather than midway. A pass is remembered (in the cache folder, keyed
+    by every file's path, size and modification time), so a rerun on unchanged data is quick."""
+    files = [(split, p) for split in splits if isinstance(split.images, FileImages) for p in split.images.paths]
+    if not files:
+        return
+    key = hashlib.sha256()
+    for _, path in files:
+        try:
+            st = os.stat(path)
+            key.update(f"{path}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        except OSError:
+            key.update(f"{path}\0missing\n".encode())
+    stamp = os.path.join(cache_dir(cfg), "checked", key.hexdigest()[:32])
+    if os.path.exists(stamp):
+        return
+    problems: list[str] = []
+    for split in splits:
+        if isinstance(split.images, FileImages):
+            _check_images(split, problems)
+    if problems:
+        shown = "\n  ".join(problems[:20]) + (f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else "")
+        raise DataError(f"{len(problems)} image(s) cannot be used (python -m data check lists them all):\n  {shown}")
+    try:
+        os.makedirs(os.path.dirname(stamp), exist_ok=True)
+        with open(stamp, "w") as f:
+            f.write(f"{len(files)} images decoded\n")
+    except OSError:
+        pass  # an unwritable cache only means the next run checks again
+
+
 def _length_stats(captions: list[str]) -> dict:
     lengths = np.array([len(tokenize(c)) for c in captions]) if captions else np.zeros(1)
     return {
@@ -110,12 +171,17 @@ def check_dataset(cfg: DataConfig, open_images: bool = True) -> CheckReport:
             "padded_images": split.padded,
             "caption_length": _length_stats(flat),
         }
+    vocab = None
     if "train" in splits:
         vocab = build_vocab(splits["train"].flat_captions(), cfg.vocab_threshold)
         report.vocab_size = len(vocab)
         for name in SPLITS:
             if name in splits:
                 report.oov[name] = oov_rate(vocab, splits[name].flat_captions())
+    for split in splits.values():
+        empty, warnings = caption_findings(split, vocab, cfg.max_caption_len)
+        report.problems += empty
+        report.warnings += warnings
     return report
 
 
@@ -148,6 +214,7 @@ def format_report(cfg: DataConfig, report: CheckReport) -> str:
             f"note: captions are truncated/padded (repeating the image's own) to exactly "
             f"{cfg.captions_per_image} per image, as the retrieval protocol expects"
         )
+    lines += [f"WARNING: {w}" for w in report.warnings]
     if report.problems:
         lines.append("")
         lines.append(f"{len(report.problems)} problem(s):")

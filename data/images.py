@@ -28,10 +28,20 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
+# Images above this many pixels are refused (PIL's decompression-bomb guard, at its default of
+# about 89 megapixels, made an error instead of a warning): a 15000x15000 PNG of a few kilobytes
+# would need gigabytes to decode. Shrink such images first.
+MAX_IMAGE_PIXELS = 89_478_485
+
+
 def open_rgb(path: str) -> Image.Image:
     """Open and fully decode an image (so truncation is caught here), as RGB."""
     try:
         with Image.open(path) as img:
+            width, height = img.size
+            if width * height > MAX_IMAGE_PIXELS:
+                raise DataError(f"{path}: image too large ({width}x{height} = {width * height:,} pixels; the limit is "
+                                f"{MAX_IMAGE_PIXELS:,}, against decompression bombs): shrink it")
             img.load()
             return to_rgb(img)
     except FileNotFoundError:
@@ -40,6 +50,9 @@ def open_rgb(path: str) -> Image.Image:
         raise DataError(f"{path}: is a folder, not an image file") from None
     except UnidentifiedImageError:
         raise DataError(f"{path}: not a readable image") from None
+    except Image.DecompressionBombError:
+        raise DataError(f"{path}: image too large (over twice the limit of {MAX_IMAGE_PIXELS:,} pixels, against "
+                        "decompression bombs): shrink it") from None
     except (OSError, SyntaxError, ValueError) as err:
         raise DataError(f"{path}: unreadable or truncated image ({err})") from None
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import unicodedata
 from collections import Counter
 from typing import Iterable, Sequence
 
@@ -14,13 +15,48 @@ SPECIALS = (PAD, START, END, UNK)
 
 # Lower-case words and numbers; apostrophes are dropped inside words ("man's" -> "mans") and all
 # other punctuation is removed, as in the Karpathy splits' own `tokens`. Needs no downloaded data
-# (nltk's word_tokenize needs the punkt models).
+# (nltk's word_tokenize needs the punkt models). Any script works: text is NFC-normalised and
+# lower-cased, a word is a run of Unicode letters, combining marks and digits ("café crème" ->
+# "café", "crème"), and scripts written without spaces (Chinese, Japanese kana, Thai, Lao, Khmer,
+# Myanmar) give one token per character (with its marks), as character-level captioning work on them does.
 _WORD = re.compile(r"[a-z0-9]+")
+_APOSTROPHES = str.maketrans("", "", "'\u2019")
+_UNSPACED = ((0x0E00, 0x0EFF), (0x1000, 0x109F), (0x1780, 0x17FF), (0x3040, 0x30FF), (0x3400, 0x4DBF),
+             (0x4E00, 0x9FFF), (0xF900, 0xFAFF), (0x20000, 0x2FA1F))
+
+
+def _unspaced(char: str) -> bool:
+    code = ord(char)
+    return any(lo <= code <= hi for lo, hi in _UNSPACED)
+
+
+def _word_char(char: str) -> bool:
+    return unicodedata.category(char)[0] in "LMN"
 
 
 def tokenize(text: str) -> list[str]:
-    """Split a caption into lower-case word tokens."""
-    return _WORD.findall(text.lower().replace("'", "").replace("\u2019", ""))
+    """Split a caption into lower-case word tokens (see above for scripts other than Latin)."""
+    text = unicodedata.normalize("NFC", text).lower().translate(_APOSTROPHES)
+    if text.isascii():
+        return _WORD.findall(text)
+    tokens, word = [], []
+    for char in text:
+        if _word_char(char) and _unspaced(char):
+            if unicodedata.category(char)[0] == "M" and tokens and not word:
+                tokens[-1] += char  # a vowel or tone mark stays with its letter
+                continue
+            if word:
+                tokens.append("".join(word))
+                word = []
+            tokens.append(char)
+        elif _word_char(char):
+            word.append(char)
+        elif word:
+            tokens.append("".join(word))
+            word = []
+    if word:
+        tokens.append("".join(word))
+    return tokens
 
 
 class Vocabulary:

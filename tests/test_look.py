@@ -53,8 +53,9 @@ def test_tiny_run_reports_captioning(tmp_path):
         path = tmp_path / f"img_{mode}.png"
         Image.new(mode, (40, 30)).save(path)
         paths.append(str(path))
-    out = demo.caption_images(str(tmp_path / "run"), paths, beam=2)
-    assert [p for p, _ in out] == paths and all(isinstance(c, str) for _, c in out)
+    out, errors = demo.caption_images(str(tmp_path / "run"), paths + [str(tmp_path / "missing.png")], beam=2)
+    assert [p for p, _ in out] == paths and all(isinstance(c, str) for _, c in out)  # the good ones still captioned
+    assert len(errors) == 1 and "missing.png" in errors[0]
     assert demo.main(["caption", str(tmp_path / "run"), str(tmp_path / "missing.png")]) == 2
 
 

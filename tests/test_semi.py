@@ -178,7 +178,7 @@ def test_evaluator_grades_caption_distinctiveness_in_its_own_embedding(tmp_path)
     report = evaluate.evaluate(str(tmp_path / "captioner"), checkpoint="last", evaluator=str(tmp_path / "judge"),
                                progress=False, html=False, swap_test=False)
     got = report["captioning"]["distinctiveness_evaluator"]
-    results = tmp_path / "captioner" / "captions_test_last.json"  # a non-best checkpoint's captions keep their own file
+    results = tmp_path / "captioner" / "eval_test_last_captions.json"  # beside the non-best checkpoint's own report
     captions = [r["caption"] for r in sorted(json.load(open(results)), key=lambda r: r["image_id"])]
     cfg, vocab, judge, _ = load_trained(str(tmp_path / "judge"))
     want = distinctiveness(judge.matcher, load_split(cfg.data, "test"), captions, vocab, cfg.data, torch.device("cpu"))

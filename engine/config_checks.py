@@ -1,0 +1,183 @@
+"""Every config value checked in one place, before a run writes anything.
+
+``validate(cfg)`` raises a :class:`config.ConfigError` naming the key, the value and what is
+accepted; train.py calls it first, so a typo costs an ``error:`` line, not a traceback and a
+half-made run folder.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from typing import Any, Callable
+
+from config import Config, ConfigError
+from data.sources import DATASET_KINDS
+from models.image_encoder import BACKBONES
+from models.similarity import MEASURES
+from models.t2i_gan import IMAGE_SIZES
+
+from .semi import REWARDS, check_semi_config
+from .steps import SCHEDULES
+
+SCST_BASELINES = ("mean", "greedy")
+
+# (dotted key, test, what is accepted): one row per plain range or choice.
+_POSITIVE = "> 0"
+_NATURAL = ">= 0"
+_COUNT = ">= 1"
+
+
+def _rule(test: Callable[[Any], bool], accepted: str) -> tuple:
+    return test, accepted
+
+
+_RULES: dict[str, tuple] = {
+    "data.name": _rule(lambda v: v in DATASET_KINDS, "one of " + ", ".join(DATASET_KINDS)),
+    "data.batch_size": _rule(lambda v: v >= 2, ">= 2 (the ranking loss needs negatives)"),
+    "data.captions_per_image": _rule(lambda v: v >= 1, _COUNT),
+    "data.vocab_threshold": _rule(lambda v: v >= 1, _COUNT),
+    "data.max_caption_len": _rule(lambda v: v >= 1, _COUNT),
+    "data.num_workers": _rule(lambda v: v >= 0, _NATURAL),
+    "data.wrong_fraction": _rule(lambda v: 0 <= v < 1, "0 <= value < 1"),
+    "data.labelled_fraction": _rule(lambda v: 0 < v <= 1, "0 < value <= 1"),
+    "data.shapes.n_train": _rule(lambda v: v >= 1, _COUNT),
+    "data.shapes.n_val": _rule(lambda v: v >= 1, _COUNT),
+    "data.shapes.n_test": _rule(lambda v: v >= 1, _COUNT),
+    "data.shapes.max_objects": _rule(lambda v: v >= 1, _COUNT),
+    "model.image_encoder": _rule(lambda v: v in BACKBONES, "one of " + ", ".join(BACKBONES)),
+    "model.small_cnn_width": _rule(lambda v: v >= 1, _COUNT),
+    "model.small_cnn_depth": _rule(lambda v: v >= 1, _COUNT),
+    "model.embed_dim": _rule(lambda v: v >= 1, _COUNT),
+    "model.word_dim": _rule(lambda v: v >= 1, _COUNT),
+    "model.text_hidden": _rule(lambda v: v >= 1, _COUNT),
+    "model.text_layers": _rule(lambda v: v >= 1, _COUNT),
+    "model.measure": _rule(lambda v: v in MEASURES, "one of " + ", ".join(MEASURES)),
+    "model.abstract_weight": _rule(lambda v: v >= 0, _NATURAL),
+    "model.grounded_weight": _rule(lambda v: v >= 0, _NATURAL),
+    "model.invariant_weight": _rule(lambda v: v >= 0, _NATURAL),
+    "model.invariant_hidden": _rule(lambda v: v >= 1, _COUNT),
+    "loss.margin": _rule(lambda v: v >= 0, _NATURAL),
+    "loss.warmup_epochs": _rule(lambda v: v >= 0, _NATURAL),
+    "loss.hard_ramp_epochs": _rule(lambda v: v >= 0, _NATURAL),
+    "loss.mined_negatives": _rule(lambda v: v >= 0, _NATURAL),
+    "loss.contrast_weight": _rule(lambda v: v >= 0, _NATURAL),
+    "loss.contrast_start_epoch": _rule(lambda v: v >= 0, _NATURAL),
+    "loss.imagined_weight": _rule(lambda v: v >= 0, _NATURAL),
+    "loss.imagined_pairs": _rule(lambda v: v >= 1, _COUNT),
+    "look.lambda_i2t": _rule(lambda v: v >= 0, _NATURAL + " (0 switches the decoder off)"),
+    "look.word_dim": _rule(lambda v: v >= 1, _COUNT),
+    "look.hidden": _rule(lambda v: v >= 1, _COUNT),
+    "look.dropout": _rule(lambda v: 0 <= v < 1, "0 <= value < 1"),
+    "look.max_len": _rule(lambda v: v >= 1, _COUNT),
+    "look.lr": _rule(lambda v: v > 0, _POSITIVE),
+    "look.scst_epochs": _rule(lambda v: v >= 0, _NATURAL),
+    "look.scst_lr": _rule(lambda v: v > 0, _POSITIVE),
+    "look.scst_samples": _rule(lambda v: v >= 1, _COUNT),
+    "look.scst_baseline": _rule(lambda v: v in SCST_BASELINES, "one of " + ", ".join(SCST_BASELINES)),
+    "look.temperature": _rule(lambda v: v > 0, _POSITIVE),
+    "look.beam_size": _rule(lambda v: v >= 1, _COUNT),
+    "imagine.lambda_t2i": _rule(lambda v: v >= 0, _NATURAL + " (0 switches the GAN off)"),
+    "imagine.image_size": _rule(lambda v: v in IMAGE_SIZES, "one of " + ", ".join(map(str, IMAGE_SIZES))),
+    "imagine.c_dim": _rule(lambda v: v >= 1, _COUNT),
+    "imagine.z_dim": _rule(lambda v: v >= 1, _COUNT),
+    "imagine.g_width": _rule(lambda v: v >= 1, _COUNT),
+    "imagine.d_width": _rule(lambda v: v >= 1, _COUNT),
+    "imagine.kl_weight": _rule(lambda v: v >= 0, _NATURAL),
+    "imagine.match_weight": _rule(lambda v: v >= 0, _NATURAL),
+    "imagine.match_pairs": _rule(lambda v: v >= 0, _NATURAL + " (0: all pairs)"),
+    "imagine.lr": _rule(lambda v: v > 0, _POSITIVE),
+    "imagine.beta1": _rule(lambda v: 0 <= v < 1, "0 <= value < 1"),
+    "imagine.beta2": _rule(lambda v: 0 <= v < 1, "0 <= value < 1"),
+    "imagine.batch_pairs": _rule(lambda v: v >= 0, _NATURAL + " (0: the whole batch)"),
+    "imagine.d_skip_loss": _rule(lambda v: v >= 0, _NATURAL),
+    "imagine.collapse_ratio": _rule(lambda v: v >= 0, _NATURAL),
+    "robust.warmup_epochs": _rule(lambda v: v >= 0, _NATURAL),
+    "semi.stage2_epochs": _rule(lambda v: v >= 0, _NATURAL),
+    "semi.reward": _rule(lambda v: v in REWARDS, "one of " + ", ".join(REWARDS)),
+    "semi.temperature": _rule(lambda v: v > 0, _POSITIVE),
+    "semi.lr": _rule(lambda v: v > 0, _POSITIVE),
+    "semi.batch_size": _rule(lambda v: v >= 2, ">= 2 (the retrieval reward needs two images)"),
+    "semi.labelled_batch": _rule(lambda v: v >= 0, _NATURAL),
+    "train.epochs": _rule(lambda v: v >= 1, _COUNT),
+    "train.lr": _rule(lambda v: v > 0, _POSITIVE),
+    "train.lr_decay_epochs": _rule(lambda v: v >= 0, _NATURAL + " (0: never)"),
+    "train.lr_decay": _rule(lambda v: 0 < v <= 1, "0 < value <= 1"),
+    "train.grad_clip": _rule(lambda v: v >= 0, _NATURAL + " (0: off)"),
+    "train.eval_batch_size": _rule(lambda v: v >= 1, _COUNT),
+    "train.log_every": _rule(lambda v: v >= 1, _COUNT),
+    "train.max_steps": _rule(lambda v: v >= 0, _NATURAL + " (0: no limit)"),
+    "train.schedule": _rule(lambda v: v in SCHEDULES, "one of " + ", ".join(SCHEDULES)),
+}
+
+
+def _value(cfg: Config, key: str) -> Any:
+    node = cfg
+    for part in key.split("."):
+        node = getattr(node, part)
+    return node
+
+
+def _fail(key: str, value: Any, accepted: str) -> ConfigError:
+    return ConfigError(f"{key}={value!r} is not accepted: it must be {accepted}")
+
+
+def _check_sizes(cfg: Config) -> None:
+    size, resize = cfg.data.image_size, cfg.data.resize
+    if cfg.model.image_encoder == "small_cnn" and not (16 <= size <= 1024 and size % 16 == 0):
+        raise _fail("data.image_size", size, "a multiple of 16 from 16 to 1024 (the small CNN halves it four times)")
+    if cfg.model.image_encoder not in ("small_cnn", "precomp") and not 32 <= size <= 1024:
+        raise _fail("data.image_size", size, f"from 32 to 1024 for model.image_encoder={cfg.model.image_encoder}")
+    if resize != 0 and resize < size:
+        raise _fail("data.resize", resize, f"0 (no crop margin) or >= data.image_size ({size})")
+    if cfg.model.abstract_weight == 0 and cfg.model.grounded_weight == 0:
+        raise ConfigError("model.abstract_weight and model.grounded_weight are both 0: at least one branch must score "
+                          "pairs")
+
+
+def _check_device(device: str) -> None:
+    import torch
+
+    if device in ("auto", "cpu"):
+        return
+    accepted = "auto, cpu" + (", cuda, cuda:0 .. cuda:{}".format(torch.cuda.device_count() - 1)
+                              if torch.cuda.is_available() else " (this machine has no CUDA device)")
+    kind, _, index = device.partition(":")
+    if kind != "cuda" or (index and not index.isdigit()):
+        raise _fail("train.device", device, accepted)
+    if not torch.cuda.is_available() or (index and int(index) >= torch.cuda.device_count()):
+        raise _fail("train.device", device, accepted)
+
+
+def _check_out_dir(out_dir: str) -> None:
+    """The nearest existing folder on the way to ``out_dir`` must take a new file."""
+    if not out_dir:
+        raise _fail("train.out_dir", out_dir, "a folder path")
+    probe = os.path.abspath(out_dir)
+    while not os.path.exists(probe):
+        probe = os.path.dirname(probe)
+    if not os.path.isdir(probe):
+        raise ConfigError(f"train.out_dir={out_dir!r}: {probe} is a file, not a folder")
+    try:
+        fd, path = tempfile.mkstemp(dir=probe, prefix=".lim-write-test-")
+        os.close(fd)
+        os.remove(path)
+    except OSError as err:
+        raise ConfigError(f"train.out_dir={out_dir!r}: cannot create a file in {probe} ({err.strerror or err})") from None
+
+
+def validate(cfg: Config, *, check_out_dir: bool = True) -> None:
+    """Raise :class:`ConfigError` for the first value a run cannot use."""
+    for key, (test, accepted) in _RULES.items():
+        value = _value(cfg, key)
+        if key == "imagine.image_size" and cfg.imagine.lambda_t2i <= 0:
+            continue
+        if not test(value):
+            raise _fail(key, value, accepted)
+    _check_sizes(cfg)
+    if cfg.loss.imagined_weight > 0 and cfg.imagine.lambda_t2i <= 0:
+        raise ConfigError("loss.imagined_weight > 0 needs the text-to-image GAN to imagine the negatives, but it is "
+                          "switched off (imagine.lambda_t2i=0); train with imagine.lambda_t2i=1")
+    check_semi_config(cfg)
+    _check_device(cfg.train.device)
+    if check_out_dir:
+        _check_out_dir(cfg.train.out_dir)
