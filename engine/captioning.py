@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 from collections import Counter
 from typing import Optional, Sequence
 
@@ -18,6 +17,7 @@ from metrics.captioning import caption_metrics
 from models.caption_decoder import END
 
 from .evaluation import encode_split
+from .report import write_text_atomic
 
 
 # Temperature of the softmax over the batch's images in :func:`rerank_beams` (order similarities
@@ -166,9 +166,6 @@ def evaluate_captions(model, split: Split, vocab: Vocabulary, data_cfg: DataConf
     metrics["fluency"] = fluency(captions, split.flat_captions())
     metrics["diversity"] = diversity(captions)
     if results_path:
-        tmp = f"{results_path}.tmp.{os.getpid()}"
-        with open(tmp, "w") as f:
-            json.dump([{"image_id": i, "caption": c} for i, c in res.items()], f, indent=0)
-        os.replace(tmp, results_path)
+        write_text_atomic(results_path, json.dumps([{"image_id": i, "caption": c} for i, c in res.items()], indent=0))
         metrics["results_file"] = results_path
     return metrics
