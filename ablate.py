@@ -33,7 +33,7 @@ import train
 from config import ConfigError, from_dict, load_config, to_dict
 from data import DataError
 from engine.checkpoint import CheckpointError, config_differences, load_checkpoint
-from engine.report import write_json_atomic, write_text_atomic
+from data.atomic import write_json_atomic, write_text_atomic
 from models import ModelError
 
 ROWS = (

@@ -24,7 +24,7 @@ from data import DataError, load_split
 from engine.audit import audit_split, detection_summary, known_wrong, suspects_html, write_csv
 from engine.checkpoint import CheckpointError
 from engine.distributed import setup
-from engine.report import write_json_atomic, write_text_atomic
+from data.atomic import write_json_atomic, write_text_atomic
 from engine.run import load_trained
 from models import ModelError
 

@@ -33,7 +33,7 @@ from engine.captioning import decode_images
 from engine.checkpoint import CheckpointError
 from engine.evaluation import encode_split
 from engine.pair_score import PairScorer
-from engine.report import write_text_atomic
+from data.atomic import write_text_atomic
 from engine.run import load_trained
 from engine.synthesis import image_grid, imagine, save_png
 from models import ModelError

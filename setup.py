@@ -5,8 +5,12 @@ setup(
     version="0.1.0",
     description="Look, Imagine and Match: image-text matching with a caption decoder and a text-to-image GAN",
     python_requires=">=3.9",
-    py_modules=["config", "train", "evaluate", "demo", "ablate", "audit"],
-    packages=["data", "engine", "models", "losses", "metrics"],
+    # The scripts run from the checkout (python train.py, python -m data check), as nanoGPT's do:
+    # `pip install -e .` installs the dependencies only, so our generic top-level names (config,
+    # data, models, train, evaluate, ...) never land in site-packages, where `evaluate` would shadow
+    # the well-known package of that name.
+    py_modules=[],
+    packages=[],
     install_requires=[
         "torch>=2.1",
         "torchvision>=0.16",

@@ -26,7 +26,8 @@ from torch.utils.data import DataLoader
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from config import Config, ConfigError, from_dict, load_config, to_dict
+from config import Config, ConfigError, check_environment, from_dict, load_config, to_dict
+from config import validate as validate_config
 from data import DataError, build_vocab, load_split
 from data.check import caption_findings, preflight
 from data.contrast import TokenSwapper
@@ -34,15 +35,15 @@ from data.datasets import PairDataset, collate_pairs, image_transform
 from data.labelled import labelled_captions, labelled_ids
 from data.vocab import Vocabulary
 from engine import distributed
-from engine.config_checks import validate as validate_config
-from engine.checkpoint import (CheckpointError, config_differences, load_checkpoint, remove_temp_files, rng_state,
-                               save_atomic, set_rng_state)
+from data.atomic import remove_temp_files
+from engine.checkpoint import (CheckpointError, config_differences, load_checkpoint, rng_state, save_atomic,
+                               set_rng_state)
 from engine.captioning import generate_captions
 from engine.evaluation import evaluate_retrieval
 from engine.imagine import Critic
 from engine.look import CaptionReward, split_cider_d
 from engine.final_report import GRID_CAPTIONS, GRID_SAMPLES, final_report
-from engine.report import write_json_atomic
+from data.atomic import write_json_atomic
 from engine.run import RunFolder, fresh_folder
 from engine.robust import PairLossRecord
 from engine.schedule_watch import collapse_warning, schedule_changes
@@ -250,7 +251,8 @@ def build_vocabulary(cfg: Config, folder: RunFolder, train_split, dist: distribu
 
 
 def run(cfg: Config) -> dict:
-    validate_config(cfg)  # every value, before anything is written
+    validate_config(cfg)  # every value, before anything is written (load_config did too; a Config built in code)
+    check_environment(cfg)
     dist, device = distributed.setup(cfg.train.device)
     try:
         return _run(cfg, dist, device)

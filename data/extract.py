@@ -1,7 +1,6 @@
 """``python -m data extract``: CNN features of every split into one HDF5 file (the h5 data kind)."""
 from __future__ import annotations
 
-import os
 
 import h5py
 import numpy as np
@@ -14,6 +13,7 @@ from config import Config
 from .datasets import ImageDataset, collate_images, image_transform
 from .features import write_h5_split
 from .records import DataError
+from .atomic import atomic_path
 from .sources import load_split
 
 SPLITS = ("train", "val", "test")
@@ -38,9 +38,8 @@ def extract_features(cfg: Config, out_path: str, device: str = "auto", batch_siz
     dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device))
     net, _ = torchvision_backbone(arch, cfg.model.cnn_weights)
     net.eval().to(dev)
-    tmp = f"{out_path}.tmp.{os.getpid()}"
     counts = {}
-    try:
+    with atomic_path(out_path) as tmp:
         for split_name in SPLITS:
             split = load_split(cfg.data, split_name)
             loader = DataLoader(ImageDataset(split, image_transform(cfg.data, train=False)), batch_size=batch_size,
@@ -51,8 +50,4 @@ def extract_features(cfg: Config, out_path: str, device: str = "auto", batch_siz
         with h5py.File(tmp, "a") as f:
             f.attrs["backbone"] = arch
             f.attrs["captions_per_image"] = cfg.data.captions_per_image
-        os.replace(tmp, out_path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return counts

@@ -31,6 +31,7 @@ from typing import Callable, Optional
 
 from tqdm import tqdm
 
+from .atomic import atomic_path, write_json_atomic
 from .records import DataError
 from .vocab import tokenize
 
@@ -214,9 +215,8 @@ def render_png(svg_path: str, png_path: str, size: int) -> None:
 
     with open(svg_path, "rb") as f:
         svg = f.read()
-    tmp = f"{png_path}.tmp.{os.getpid()}"
-    cairosvg.svg2png(bytestring=svg, write_to=tmp, output_width=size, output_height=size, background_color="white")
-    os.replace(tmp, png_path)
+    with atomic_path(png_path) as tmp:
+        cairosvg.svg2png(bytestring=svg, write_to=tmp, output_width=size, output_height=size, background_color="white")
 
 
 def build_icon_set(name: str, out: str, package: Optional[str] = None, max_train: int = 2500, n_val: int = 250,
@@ -258,8 +258,5 @@ def build_icon_set(name: str, out: str, package: Optional[str] = None, max_train
     counts = {s: sum(1 for im in images if im["split"] == s) for s in ("train", "val", "test")}
     dataset = {"dataset": name, "source": f"{source.package}@{source.version}", "seed": seed, "images": images}
     path = os.path.join(out, f"dataset_{name}.json")
-    tmp = f"{path}.tmp.{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(dataset, f)
-    os.replace(tmp, path)
+    write_json_atomic(path, dataset, indent=None)
     return {**counts, "skipped": skipped, "json": path, "image_root": out}

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from typing import Optional
 
 import numpy as np
 from PIL import Image, ImageDraw
 
+from .atomic import atomic_path, write_json_atomic
 from .records import ArrayImages, DataError, Split
 
 # Part of every cache file name: bump it whenever the pictures or captions change.
@@ -202,18 +202,6 @@ def generate_scenes(n: int, seed: int, image_size: int = 64,
     return images, captions, scenes
 
 
-def _atomic_write(path: str, write) -> None:
-    """Call ``write(file)`` on a temp file next to ``path``, then move it into place."""
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-" + os.path.basename(path))
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
 def load_shapes_split(split: str, n: int, seed: int, image_size: int, max_objects: int,
                       cache_dir: str) -> Split:
     """Generate one Shapes split, or read it from ``cache_dir`` when it was generated before.
@@ -236,10 +224,11 @@ def load_shapes_split(split: str, n: int, seed: int, image_size: int, max_object
         images, captions, scenes = generate_scenes(
             n, seed * 1000 + SHAPES_SPLITS.index(split), image_size, max_objects)
         os.makedirs(cache_dir, exist_ok=True)
-        _atomic_write(npz_path, lambda f: np.savez_compressed(f, images=images))
+        with atomic_path(npz_path) as tmp, open(tmp, "wb") as f:
+            np.savez_compressed(f, images=images)
         # The JSON goes last: a cache entry counts only when both files exist.
         meta = {"captions": captions, "scenes": scenes}
-        _atomic_write(json_path, lambda f: f.write(json.dumps(meta).encode()))
+        write_json_atomic(json_path, meta, indent=None)
     if images.shape != (n, image_size, image_size, 3) or len(captions) != n:
         raise DataError(f"{npz_path}: cached Shapes split does not match its parameters; delete it")
     return Split(name=split, images=ArrayImages(images, name=f"shapes-{split}"), captions=captions,

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 
-from config import DataConfig, cache_dir
+from config import DATASET_KINDS, DataConfig, cache_dir
 
 from .features import load_h5_split, load_precomp_split
 from .karpathy import load_karpathy_split
@@ -11,7 +11,6 @@ from .records import DataError, Split
 from .labelled import mark_labelled
 from .wrong_pairs import inject_wrong_pairs
 
-DATASET_KINDS = ("shapes", "karpathy", "precomp", "h5")
 
 
 def _need(cfg: DataConfig, key: str) -> str:

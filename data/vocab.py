@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import unicodedata
 from collections import Counter
 from typing import Iterable, Sequence
 
+from .atomic import write_json_atomic
 from .records import DataError
 
 PAD, START, END, UNK = "<pad>", "<start>", "<end>", "<unk>"
@@ -102,10 +102,7 @@ class Vocabulary:
 
     def save(self, path: str) -> None:
         """Write the word list as JSON, atomically."""
-        tmp = f"{path}.tmp.{os.getpid()}"
-        with open(tmp, "w") as f:
-            json.dump({"words": self.words}, f)
-        os.replace(tmp, path)
+        write_json_atomic(path, {"words": self.words}, indent=None)
 
     @classmethod
     def load(cls, path: str) -> "Vocabulary":

@@ -20,6 +20,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
+from data.atomic import write_text_atomic
 from data.datasets import ImageDataset, collate_images, image_transform, pad_captions
 from data.records import ImageSource, Split
 from data.vocab import Vocabulary
@@ -32,7 +33,6 @@ from .html_report import STYLE, thumbnail
 from .imagine import gan_images
 from .pair_audit import detection_metrics, split_pair_scores, wrong_pair_labels
 from .pair_score import PairScorer
-from .report import write_text_atomic
 from .robust import clean_probability
 from .checkpoint import load_checkpoint
 from .run import RunFolder

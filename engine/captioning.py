@@ -10,6 +10,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from config import DataConfig
+from data.atomic import write_text_atomic
 from data.datasets import ImageDataset, collate_images, image_transform, pad_captions
 from data.records import Split
 from data.vocab import Vocabulary, tokenize
@@ -17,7 +18,6 @@ from metrics.captioning import caption_metrics
 from models.caption_decoder import END
 
 from .evaluation import encode_split
-from .report import write_text_atomic
 
 
 # Temperature of the softmax over the batch's images in :func:`rerank_beams` (order similarities

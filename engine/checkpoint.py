@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import errno
-import glob
 import os
 import random
 import re
@@ -12,12 +11,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from data.atomic import atomic_path
+
 
 class CheckpointError(ValueError):
     """A checkpoint that is missing, unreadable or from another config; names the file."""
-
-
-TMP_MARK = ".tmp."
 
 
 def _write_failure(path: str, err: BaseException) -> CheckpointError:
@@ -43,24 +41,11 @@ def save_atomic(obj: Any, path: str) -> None:
     the temp file, which :func:`remove_temp_files` clears on resume). A failed write (a full disk)
     is a :class:`CheckpointError` that says so.
     """
-    tmp = f"{path}{TMP_MARK}{os.getpid()}"
     try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            torch.save(obj, tmp)
     except (OSError, RuntimeError) as err:
         raise _write_failure(path, err) from None
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
-def remove_temp_files(folder: str) -> list[str]:
-    """Delete the temp files an interrupted atomic write left in ``folder``; returns their names."""
-    left = sorted(glob.glob(os.path.join(glob.escape(folder), f"*{TMP_MARK}*")))
-    for path in left:
-        if os.path.isfile(path):
-            os.remove(path)
-    return [os.path.basename(p) for p in left]
 
 
 def load_checkpoint(path: str) -> dict:

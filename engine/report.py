@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import json
-import os
+
+from data.atomic import write_text_atomic
 
 RECALL_KEYS = ("r1", "r5", "r10", "medr", "meanr")
 COLLAPSE_SHARE = 20.0  # % of the images one generated caption may cover before report.md warns of a collapse
@@ -153,19 +154,6 @@ def captioning_verdicts(cap: dict, split: str) -> list[str]:
         lines.append(f"\nWARNING: one caption, \"{div['top_caption']}\", covers {div['top_share']:.1f}% of the "
                      f"{split} images: the decoder has likely collapsed")
     return lines
-
-
-def write_text_atomic(path: str, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file (creating the folder if needed)."""
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    tmp = f"{path}.tmp.{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
-def write_json_atomic(path: str, data) -> None:
-    write_text_atomic(path, json.dumps(data, indent=1) + "\n")
 
 
 def write_report(report: dict, json_path: str, md_path: str | None = None) -> None:

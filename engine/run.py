@@ -5,6 +5,7 @@ import os
 from dataclasses import dataclass, replace
 
 from config import Config, from_dict, to_yaml
+from data.atomic import write_text_atomic
 from data.records import DataError
 from data.vocab import Vocabulary
 from models.lim import LIM
@@ -38,10 +39,7 @@ class RunFolder:
         return any(os.path.exists(self.checkpoint(w)) for w in ("best", "last"))
 
     def write_config(self, cfg: Config) -> None:
-        tmp = f"{self.config}.tmp.{os.getpid()}"
-        with open(tmp, "w") as f:
-            f.write(to_yaml(cfg))
-        os.replace(tmp, self.config)
+        write_text_atomic(self.config, to_yaml(cfg))
 
 
 def fresh_folder(out_dir: str) -> str:

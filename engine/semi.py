@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from config import Config, ConfigError, to_dict
+from config import REWARDS, Config, to_dict
 from data.datasets import pad_captions
 from data.labelled import labelled_ids, unlabelled_ids
 from data.records import Split
@@ -42,29 +42,12 @@ from .evaluation import encode_split
 from .look import CaptionReward, split_cider_d
 from .run import RunFolder, load_trained
 
-REWARDS = ("retrieval", "similarity")
 STAGE2 = "stage2.pt"
 VAL_IMAGES = 500  # stage 2's val CIDEr-D and distinctiveness are progress signals: a subset keeps them cheap
 
 
 class Stage2Error(RuntimeError):
     """Stage 2 cannot go on (a non-finite loss); the message says where stage 1's model is."""
-
-
-def check_semi_config(cfg: Config) -> None:
-    """Refuse a stage 2 that cannot run, before any training starts."""
-    if cfg.semi.stage2_epochs <= 0:
-        return
-    if cfg.look.lambda_i2t <= 0:
-        raise ConfigError("semi.stage2_epochs > 0 trains the caption decoder, but it is switched off "
-                          "(look.lambda_i2t=0); train with look.lambda_i2t=1")
-    if cfg.semi.reward not in REWARDS:
-        raise ConfigError(f"semi.reward={cfg.semi.reward!r} is not one of {', '.join(REWARDS)}")
-    if cfg.look.scst_samples < 2:
-        raise ConfigError("stage 2's baseline is the mean of an image's other samples: look.scst_samples must be "
-                          f">= 2, got {cfg.look.scst_samples}")
-    if cfg.semi.temperature <= 0:
-        raise ConfigError(f"semi.temperature must be > 0, got {cfg.semi.temperature}")
 
 
 def sampled_caption_ids(tokens: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -108,7 +108,6 @@ def ranking_terms(img: dict, cap: dict, image_ids: torch.Tensor, branch_weights:
 
 # The paper's order within one iteration (after the discriminator): G, the caption decoder, the ranking loss.
 PATHS = ("imagine", "look", "rank")
-SCHEDULES = ("joint", "sequential")
 
 
 def joint_step(model, batch, device: torch.device, cfg: Config, loss_fn: RankingLoss, hard_weight: float,

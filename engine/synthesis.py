@@ -1,7 +1,6 @@
 """Images imagined from captions: seeded sampling, labelled PNG grids, and a collapse signal."""
 from __future__ import annotations
 
-import os
 from typing import Optional, Sequence
 
 import numpy as np
@@ -9,6 +8,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from config import Config
+from data.atomic import atomic_path
 from data.datasets import ImageDataset, collate_images, image_transform, pad_captions
 from data.records import Split
 from data.vocab import Vocabulary
@@ -81,9 +81,8 @@ def image_grid(images: torch.Tensor, columns: int, labels: Optional[Sequence[str
 
 def save_png(image: Image.Image, path: str) -> None:
     """Write a PNG atomically (a crash never leaves half a file under ``path``)."""
-    tmp = f"{path}.tmp.{os.getpid()}.png"
-    image.save(tmp, format="PNG")
-    os.replace(tmp, path)
+    with atomic_path(path, ".png") as tmp:
+        image.save(tmp, format="PNG")
 
 
 def split_grid(model: LIM, split: Split, vocab: Vocabulary, cfg: Config, device: torch.device, captions: int = 8,

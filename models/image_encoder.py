@@ -9,9 +9,8 @@ import torch
 import torch.nn as nn
 import torchvision
 
-from config import ModelConfig
+from config import BACKBONES, ModelConfig
 
-BACKBONES = ("small_cnn", "resnet18", "resnet34", "resnet50", "resnet152", "vgg19", "precomp")
 
 
 class ModelError(ValueError):

@@ -26,6 +26,8 @@ import numpy as np
 import torch
 from torch.autograd.function import FunctionCtx, once_differentiable
 
+from config import MEASURES
+
 try:
     import numba
 except ImportError:  # numba is optional: the torch path computes the same numbers, only slower
@@ -36,7 +38,6 @@ else:
     if "NUMBA_THREADING_LAYER" not in os.environ:
         numba.config.THREADING_LAYER = "forksafe"
 
-MEASURES = ("order", "cosine")
 BACKENDS = ("auto", "torch", "numba")
 DEFAULT_CHUNK_BYTES = 64 * 2**20  # temporaries of the torch order path stay below about this
 

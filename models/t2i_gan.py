@@ -19,7 +19,7 @@ from typing import Optional
 import torch
 import torch.nn as nn
 
-IMAGE_SIZES = (32, 64, 128)
+from config import GAN_IMAGE_SIZES as IMAGE_SIZES
 
 
 def _blocks(image_size: int) -> int:

@@ -17,6 +17,7 @@ import torch
 
 import engine.semi
 import train
+from data.atomic import TMP_MARK
 from engine import checkpoint
 
 
@@ -33,7 +34,7 @@ def main(where: str, n: int, overrides: list[str]) -> None:
         if os.path.basename(path) == where:
             seen["count"] += 1
             if seen["count"] == n:
-                tmp = f"{path}{checkpoint.TMP_MARK}{os.getpid()}"
+                tmp = f"{path}{TMP_MARK}{os.getpid()}"
                 torch.save(obj, tmp)
                 with open(tmp, "r+b") as f:
                     f.truncate(os.path.getsize(tmp) // 2)

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import train
+from data.atomic import TMP_MARK
 from engine import checkpoint
 from engine.checkpoint import CheckpointError, load_checkpoint, save_atomic
 from tests.test_train import tiny
@@ -52,7 +53,7 @@ def test_a_run_killed_at_every_checkpoint_write_resumes_to_the_same_report(tmp_p
     got, want = _comparable(resumed, str(tmp_path / "killed")), _comparable(json.loads(json.dumps(straight)),
                                                                              str(tmp_path / "straight"))
     assert got == want, [(k, got[k], want.get(k)) for k in got if got[k] != want.get(k)]
-    assert not [f for f in os.listdir(tmp_path / "killed") if checkpoint.TMP_MARK in f]
+    assert not [f for f in os.listdir(tmp_path / "killed") if TMP_MARK in f]
     best = load_checkpoint(str(tmp_path / "killed" / "best.pt"))
     assert best["epoch"] == best["best_epoch"] == resumed["best_epoch"] - 1
 

@@ -66,5 +66,5 @@ def test_each_sequential_update_reaches_only_its_own_path():
 def test_sequential_schedule_trains_and_a_bad_schedule_is_named(tmp_path):
     report = train.main(tiny(tmp_path, **{"train.epochs": 1, "look.scst_epochs": 0, "train.schedule": "sequential"}))
     assert report["retrieval"]["embedding"]["rsum"] > 0 and "synthesis" in report and "captioning" in report
-    with pytest.raises(ConfigError, match="train.schedule='both' is not one of joint, sequential"):
+    with pytest.raises(ConfigError, match="train.schedule='both' is not accepted: it must be one of joint, sequential"):
         train.main(tiny(tmp_path, out="bad", **{"train.schedule": "both"}))

@@ -1,22 +1,22 @@
-"""The configuration tree: one dataclass per section, YAML presets, ``key=value`` overrides.
-
-``load_config("configs/shapes.yaml", ["data.batch_size=64"])`` merges the dataclass defaults, the
-preset and the overrides, in that order. Unknown keys and wrong types are :class:`ConfigError`s
-that name the key and list the valid ones (OmegaConf structured configs do the checking).
-"""
+"""The configuration tree: one dataclass per section, with every key's default and meaning, and
+the fixed sets some keys choose from (the modules that implement each choice import them here)."""
 from __future__ import annotations
 
-import functools
-import os
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
-
-from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
+from typing import Optional
 
 
 class ConfigError(ValueError):
-    """A bad preset file or override; the message names the key or file."""
+    """A bad preset file, override or value; the message names the key or file."""
+
+
+DATASET_KINDS = ("shapes", "karpathy", "precomp", "h5")  # data.name
+BACKBONES = ("small_cnn", "resnet18", "resnet34", "resnet50", "resnet152", "vgg19", "precomp")  # model.image_encoder
+MEASURES = ("order", "cosine")  # model.measure
+SCST_BASELINES = ("mean", "greedy")  # look.scst_baseline
+GAN_IMAGE_SIZES = (32, 64, 128)  # imagine.image_size
+REWARDS = ("retrieval", "similarity")  # semi.reward
+SCHEDULES = ("joint", "sequential")  # train.schedule
 
 
 @dataclass
@@ -233,97 +233,3 @@ class Config:
     robust: RobustConfig = field(default_factory=RobustConfig)
     semi: SemiConfig = field(default_factory=SemiConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
-
-
-def valid_keys(node: Optional[DictConfig] = None, prefix: str = "") -> list[str]:
-    """Every dotted leaf key of the tree, e.g. ``data.shapes.n_train``."""
-    if node is None:
-        return list(_all_keys())
-    keys = []
-    for key in node:
-        value = node[key]
-        dotted = f"{prefix}{key}"
-        if isinstance(value, DictConfig):
-            keys += valid_keys(value, dotted + ".")
-        else:
-            keys.append(dotted)
-    return keys
-
-
-@functools.lru_cache(maxsize=1)
-def _all_keys() -> tuple[str, ...]:
-    return tuple(valid_keys(OmegaConf.structured(Config)))
-
-
-def _explain(err: OmegaConfBaseException, where: str) -> ConfigError:
-    key = getattr(err, "full_key", None) or "?"
-    if isinstance(err, ConfigKeyError) or "not in" in str(err):
-        return ConfigError(
-            f"{where}: unknown key '{key}'. Valid keys:\n  " + "\n  ".join(valid_keys())
-        )
-    if isinstance(err, ValidationError):
-        msg = str(err).splitlines()[0]
-        return ConfigError(f"{where}: bad value for '{key}': {msg}")
-    return ConfigError(f"{where}: {str(err).splitlines()[0]}")
-
-
-def load_config(path: Optional[str] = None, overrides: Sequence[str] = ()) -> Config:
-    """Defaults, then the YAML preset at ``path``, then ``key=value`` overrides."""
-    cfg = OmegaConf.structured(Config)
-    if path is not None:
-        if not os.path.isfile(path):
-            raise ConfigError(f"config file not found: {path}")
-        try:
-            preset = OmegaConf.load(path)
-        except Exception as err:  # YAML syntax errors come in several exception types
-            raise ConfigError(f"{path}: not valid YAML: {err}") from None
-        try:
-            cfg = OmegaConf.merge(cfg, preset)
-        except OmegaConfBaseException as err:
-            raise _explain(err, path) from None
-    known = set(valid_keys())
-    for item in overrides:
-        if "=" not in item:
-            raise ConfigError(f"override '{item}' is not key=value (e.g. data.batch_size=64)")
-        key = item.split("=", 1)[0]
-        if key not in known:
-            inside = [k for k in valid_keys() if k.startswith(key + ".")]
-            if inside:
-                raise ConfigError(
-                    f"override '{item}': '{key}' is a section; set one of its keys:\n  "
-                    + "\n  ".join(inside)
-                )
-            section = key.rsplit(".", 1)[0] + "." if "." in key else ""
-            near = [k for k in valid_keys() if section and k.startswith(section)] or valid_keys()
-            raise ConfigError(
-                f"override '{item}': unknown key '{key}'. Valid keys:\n  " + "\n  ".join(near)
-            )
-        try:
-            cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist([item]))
-        except OmegaConfBaseException as err:
-            raise _explain(err, f"override '{item}'") from None
-    return OmegaConf.to_object(cfg)
-
-
-def to_yaml(cfg: Config) -> str:
-    """The resolved config as YAML (saved in the run folder and every checkpoint)."""
-    return OmegaConf.to_yaml(OmegaConf.structured(cfg))
-
-
-def from_dict(d: dict) -> Config:
-    """Rebuild a typed Config from a saved dict (checkpoints store plain dicts)."""
-    try:
-        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(Config), d))
-    except OmegaConfBaseException as err:
-        raise _explain(err, "saved config") from None
-
-
-def to_dict(cfg: Config) -> dict:
-    return OmegaConf.to_container(OmegaConf.structured(cfg))
-
-
-def cache_dir(cfg: DataConfig) -> str:
-    """Where generated data (Shapes) is cached."""
-    if cfg.cache_dir:
-        return os.path.expanduser(cfg.cache_dir)
-    return os.environ.get("LIM_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "lim")

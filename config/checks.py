@@ -1,7 +1,9 @@
 """Every config value checked in one place, before a run writes anything.
 
-``validate(cfg)`` raises a :class:`config.ConfigError` naming the key, the value and what is
-accepted; train.py calls it first, so a typo costs an ``error:`` line, not a traceback and a
+``validate(cfg)`` (called by ``load_config``) raises a :class:`ConfigError` naming the key, the
+value and what is accepted: ranges, choices, the sizes the models accept and every cross-key
+rule. ``check_environment(cfg)`` (called by train.py) adds what depends on the machine: the device
+exists and ``train.out_dir`` can be written. A typo costs an ``error:`` line, not a traceback and a
 half-made run folder.
 """
 from __future__ import annotations
@@ -10,16 +12,8 @@ import os
 import tempfile
 from typing import Any, Callable
 
-from config import Config, ConfigError
-from data.sources import DATASET_KINDS
-from models.image_encoder import BACKBONES
-from models.similarity import MEASURES
-from models.t2i_gan import IMAGE_SIZES
-
-from .semi import REWARDS, check_semi_config
-from .steps import SCHEDULES
-
-SCST_BASELINES = ("mean", "greedy")
+from .tree import (BACKBONES, DATASET_KINDS, GAN_IMAGE_SIZES, MEASURES, REWARDS, SCHEDULES, SCST_BASELINES, Config,
+                   ConfigError)
 
 # (dotted key, test, what is accepted): one row per plain range or choice.
 _POSITIVE = "> 0"
@@ -77,7 +71,7 @@ _RULES: dict[str, tuple] = {
     "look.temperature": _rule(lambda v: v > 0, _POSITIVE),
     "look.beam_size": _rule(lambda v: v >= 1, _COUNT),
     "imagine.lambda_t2i": _rule(lambda v: v >= 0, _NATURAL + " (0 switches the GAN off)"),
-    "imagine.image_size": _rule(lambda v: v in IMAGE_SIZES, "one of " + ", ".join(map(str, IMAGE_SIZES))),
+    "imagine.image_size": _rule(lambda v: v in GAN_IMAGE_SIZES, "one of " + ", ".join(map(str, GAN_IMAGE_SIZES))),
     "imagine.c_dim": _rule(lambda v: v >= 1, _COUNT),
     "imagine.z_dim": _rule(lambda v: v >= 1, _COUNT),
     "imagine.g_width": _rule(lambda v: v >= 1, _COUNT),
@@ -165,7 +159,19 @@ def _check_out_dir(out_dir: str) -> None:
         raise ConfigError(f"train.out_dir={out_dir!r}: cannot create a file in {probe} ({err.strerror or err})") from None
 
 
-def validate(cfg: Config, *, check_out_dir: bool = True) -> None:
+def _check_cross_keys(cfg: Config) -> None:
+    if cfg.loss.imagined_weight > 0 and cfg.imagine.lambda_t2i <= 0:
+        raise ConfigError("loss.imagined_weight > 0 needs the text-to-image GAN to imagine the negatives, but it is "
+                          "switched off (imagine.lambda_t2i=0); train with imagine.lambda_t2i=1")
+    if cfg.semi.stage2_epochs > 0 and cfg.look.lambda_i2t <= 0:
+        raise ConfigError("semi.stage2_epochs > 0 trains the caption decoder, but it is switched off "
+                          "(look.lambda_i2t=0); train with look.lambda_i2t=1")
+    if cfg.semi.stage2_epochs > 0 and cfg.look.scst_samples < 2:
+        raise ConfigError("stage 2's baseline is the mean of an image's other samples: look.scst_samples must be "
+                          f">= 2, got {cfg.look.scst_samples}")
+
+
+def validate(cfg: Config) -> None:
     """Raise :class:`ConfigError` for the first value a run cannot use."""
     for key, (test, accepted) in _RULES.items():
         value = _value(cfg, key)
@@ -174,10 +180,10 @@ def validate(cfg: Config, *, check_out_dir: bool = True) -> None:
         if not test(value):
             raise _fail(key, value, accepted)
     _check_sizes(cfg)
-    if cfg.loss.imagined_weight > 0 and cfg.imagine.lambda_t2i <= 0:
-        raise ConfigError("loss.imagined_weight > 0 needs the text-to-image GAN to imagine the negatives, but it is "
-                          "switched off (imagine.lambda_t2i=0); train with imagine.lambda_t2i=1")
-    check_semi_config(cfg)
+    _check_cross_keys(cfg)
+
+
+def check_environment(cfg: Config) -> None:
+    """What depends on this machine: the device and a writable ``train.out_dir``."""
     _check_device(cfg.train.device)
-    if check_out_dir:
-        _check_out_dir(cfg.train.out_dir)
+    _check_out_dir(cfg.train.out_dir)
