@@ -24,7 +24,7 @@ from data import DataError, load_split
 from engine.audit import audit_split, detection_summary, known_wrong, suspects_html, write_csv
 from engine.checkpoint import CheckpointError
 from engine.distributed import setup
-from data.atomic import write_json_atomic, write_text_atomic
+from data.atomic import ensure_writable, write_json_atomic, write_text_atomic
 from engine.run import load_trained
 from models import ModelError
 
@@ -33,6 +33,8 @@ def audit(run_dir: str, split: str = "train", out: Optional[str] = None, top: in
           device: str = "auto", progress: bool = True) -> dict:
     """Audit ``split`` of ``run_dir``; returns the summary written to ``audit_{split}.json``."""
     cfg, vocab, model, _ = load_trained(run_dir, checkpoint)
+    out = out or run_dir
+    ensure_writable(os.path.join(out, f"audit_{split}.json"))  # before the work, not after it
     _, dev = setup(device)
     model.to(dev).eval()
     data = load_split(cfg.data, split)
@@ -41,8 +43,6 @@ def audit(run_dir: str, split: str = "train", out: Optional[str] = None, top: in
     signals = result["signals"]
     order = np.argsort(-np.nan_to_num(signals["suspicion"], nan=-1.0), kind="stable")  # most suspect first
     wrong = known_wrong(data)
-    out = out or run_dir
-    os.makedirs(out, exist_ok=True)
     summary = {"run": run_dir, "split": split, "pairs": int(len(order)), "notes": result["notes"],
                "flagged": int(np.nansum(signals["suspect"])) if "suspect" in signals else None,
                "missing_images": result["missing"]}

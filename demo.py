@@ -33,7 +33,7 @@ from engine.captioning import decode_images
 from engine.checkpoint import CheckpointError
 from engine.evaluation import encode_split
 from engine.pair_score import PairScorer
-from data.atomic import write_text_atomic
+from data.atomic import ensure_writable, write_text_atomic
 from engine.run import load_trained
 from engine.synthesis import image_grid, imagine, save_png
 from models import ModelError
@@ -67,20 +67,6 @@ def caption_images(run_dir: str, paths: Sequence[str], beam: Optional[int] = Non
     return list(zip(good, captions)), errors
 
 
-def check_writable(path: str) -> None:
-    """Create ``path``'s folder and make sure a file can be written there, before any work is done."""
-    folder = os.path.dirname(os.path.abspath(path))
-    try:
-        os.makedirs(folder, exist_ok=True)
-        if os.path.isdir(path):
-            raise DataError(f"{path}: is a folder; give a file name")
-        probe = f"{path}.tmp.{os.getpid()}"
-        open(probe, "w").close()
-        os.remove(probe)
-    except OSError as err:
-        raise DataError(f"cannot write {path}: {err.strerror or err}") from None
-
-
 def warn_unknown_words(text: str, vocab) -> None:
     """Name the query's words the run never saw (they are read as ``<unk>``)."""
     words = tokenize(text)
@@ -103,7 +89,7 @@ def imagine_grid(run_dir: str, text: str, n: int = 8, seed: int = 0, out: str = 
         raise DataError("the text to imagine from is empty")
     if n < 1:
         raise DataError(f"-n must be at least 1, got {n}")
-    check_writable(out)
+    ensure_writable(out)
     warn_unknown_words(text, vocab)
     model.to(device)
     images = imagine(model, [text], vocab, n, seed, torch.device(device), cfg.data.max_caption_len)
@@ -238,7 +224,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return 0
         if args.command == "score":
             if args.out:
-                check_writable(args.out)
+                ensure_writable(args.out)
             return print_scores(*score_pairs(args.run_dir, args.pairs, args.checkpoint, args.device), args.out)
         if args.command == "imagine":
             print(imagine_grid(args.run_dir, args.text, args.n, args.seed, args.out, args.checkpoint, args.device))

@@ -39,6 +39,7 @@ from typing import Optional, Sequence
 import torch
 
 from data import DataError, load_split
+from data.atomic import ensure_writable
 from engine.captioning import evaluate_captions
 from engine.checkpoint import CheckpointError
 from engine.distributed import setup
@@ -75,6 +76,8 @@ def evaluate(run_dir: str, split: str = "test", protocol: str = "auto", checkpoi
         raise ValueError("--inception-weights goes with --evaluator (the synthesis metrics need both the "
                          "evaluator run and the generated images)")
     cfg, vocab, model, _ = load_trained(run_dir, checkpoint)
+    out = out or default_out(run_dir, split, checkpoint)
+    ensure_writable(out)  # before the work, not after it
     _, dev = setup(device)
     model.to(dev)
     if rerank and model.decoder is None:
@@ -101,7 +104,6 @@ def evaluate(run_dir: str, split: str = "test", protocol: str = "auto", checkpoi
         report["retrieval"]["fused"] = fused_section(model, cfg, vocab, data, embeddings, result["primary"], rerank,
                                                      dev, progress)
     results = None
-    out = out or default_out(run_dir, split, checkpoint)
     if model.decoder is not None and captions:
         results = os.path.splitext(out)[0] + "_captions.json"  # beside --out: the run's own files stay as training left them
         rerank_captions = cfg.look.rerank_captions if decode is None else decode == "rerank"

@@ -8,6 +8,8 @@ import os
 from contextlib import contextmanager
 from typing import Any, Iterator
 
+from .records import DataError
+
 TMP_MARK = ".tmp."  # temp files are TARGET.tmp.PID[SUFFIX]
 
 
@@ -32,6 +34,20 @@ def write_text_atomic(path: str, text: str) -> None:
 
 def write_json_atomic(path: str, data: Any, indent: int = 1) -> None:
     write_text_atomic(path, json.dumps(data, indent=indent) + "\n")
+
+
+def ensure_writable(path: str) -> None:
+    """Create ``path``'s folder and make sure a file can be written there, before any work is done;
+    a :class:`DataError` naming the path otherwise."""
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        if os.path.isdir(path):
+            raise DataError(f"{path}: is a folder; give a file name")
+        probe = f"{path}{TMP_MARK}{os.getpid()}"
+        open(probe, "w").close()
+        os.remove(probe)
+    except OSError as err:
+        raise DataError(f"cannot write {path}: {err.strerror or err}") from None
 
 
 def remove_temp_files(folder: str) -> list[str]:

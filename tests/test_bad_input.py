@@ -202,3 +202,12 @@ def test_demo_retrieve_warns_on_unknown_words_and_checks_k(reported_run, capsys)
     assert "none of the words" in captured.err and len(captured.out.splitlines()) == 2
     assert demo.main(["retrieve", str(reported_run), "--text", "a red circle", "-k", "0"]) == 2
     assert "-k must be at least 1" in capsys.readouterr().err
+
+
+def test_evaluate_and_audit_refuse_an_unwritable_out_before_the_work(reported_run, capsys):
+    import audit
+
+    with pytest.raises(DataError, match="cannot write /proc/no/such/eval.json"):
+        evaluate.evaluate(str(reported_run), out="/proc/no/such/eval.json", progress=False)
+    with pytest.raises(DataError, match="cannot write /proc/no/such/audit_train.json"):
+        audit.audit(str(reported_run), out="/proc/no/such", progress=False)
