@@ -5,6 +5,7 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch.utils.data import Dataset
 from torchvision import transforms as T
 
@@ -165,3 +166,21 @@ def collate_captions(batch):
     caps, ids = zip(*batch)
     captions, lengths = pad_captions(caps)
     return captions, lengths, torch.tensor(ids, dtype=torch.long)
+
+
+def gan_images(images: torch.Tensor, size: int) -> torch.Tensor:
+    """ImageNet-normalised encoder input ``(B, 3, H, W)`` -> ``(B, 3, size, size)`` in [-1, 1]."""
+    x = denormalize(images) * 2 - 1
+    if x.shape[-2:] != (size, size):
+        x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    return x.clamp(-1, 1)
+
+
+def encoder_images(images: torch.Tensor, size: int) -> torch.Tensor:
+    """Generated ``(B, 3, S, S)`` in [-1, 1] -> ImageNet-normalised ``(B, 3, size, size)``, as encoders read images."""
+    x = (images + 1) / 2
+    if x.shape[-2:] != (size, size):
+        x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=x.device).view(1, 3, 1, 1)
+    return (x - mean) / std

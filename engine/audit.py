@@ -21,19 +21,18 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from data.atomic import write_text_atomic
-from data.datasets import ImageDataset, collate_images, image_transform, pad_captions
+from data.datasets import ImageDataset, collate_images, gan_images, image_transform, pad_captions
 from data.records import ImageSource, Split
 from data.vocab import Vocabulary
 from losses.ranking import RankingLoss
+from metrics.loss_mixture import clean_probability
 from models.lim import LIM
 from models.t2i_gan import Discriminator
 
 from .evaluation import encode_split
 from .html_report import STYLE, thumbnail
-from .imagine import gan_images
 from .pair_audit import detection_metrics, split_pair_scores, wrong_pair_labels
 from .pair_score import PairScorer
-from .robust import clean_probability
 from .checkpoint import load_checkpoint
 from .run import RunFolder
 

@@ -9,11 +9,12 @@ import torch
 
 from config import Config
 from data.contrast import TokenSwapper
+from data.datasets import encoder_images, gan_images
 from losses.ranking import RankingLoss
 from models.modality import modality_logits_loss, ramp
 
 from . import distributed
-from .imagine import Critic, encoder_images, gan_images, generator_terms
+from .imagine import Critic, generator_terms
 from .look import CaptionReward, look_terms
 from .robust import PairLossRecord
 

@@ -9,12 +9,11 @@ from PIL import Image, ImageDraw, ImageFont
 
 from config import Config
 from data.atomic import atomic_path
-from data.datasets import ImageDataset, collate_images, image_transform, pad_captions
+from data.datasets import ImageDataset, collate_images, gan_images, image_transform, pad_captions
 from data.records import Split
 from data.vocab import Vocabulary
 from models.lim import LIM
 
-from .imagine import gan_images
 
 
 @torch.no_grad()

@@ -8,14 +8,13 @@ import torch
 from tqdm import tqdm
 
 from config import Config
-from data.datasets import ImageDataset, collate_images, image_transform, pad_captions
+from data.datasets import ImageDataset, collate_images, encoder_images, gan_images, image_transform, pad_captions
 from data.records import Split
 from data.vocab import Vocabulary
 from metrics.synthesis import candidate_sets, frechet_distance, published_fid_is, r_precision
 from models.lim import LIM
 
 from .checkpoint import CheckpointError
-from .imagine import encoder_images, gan_images
 from .run import RunFolder, load_trained
 from .synthesis import imagine, to_uint8
 

@@ -8,7 +8,7 @@ import pytest
 
 import audit
 import train
-from engine.audit import clean_probability
+from metrics.loss_mixture import clean_probability
 from tests.test_train import tiny
 
 

@@ -116,7 +116,7 @@ def test_imagined_negatives_train_the_matcher_not_the_generator(tmp_path):
     from data.contrast import TokenSwapper
     from data.datasets import pad_captions
     from data.vocab import build_vocab
-    from engine.imagine import encoder_images
+    from data.datasets import encoder_images
     from engine.steps import PairState, contrast_terms
     from models.lim import LIM
     from tests.test_train import tiny

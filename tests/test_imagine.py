@@ -11,7 +11,8 @@ import train
 from config import ImagineConfig, LookConfig, ModelConfig
 from data.datasets import normalize_uint8
 from engine.checkpoint import save_atomic
-from engine.imagine import Critic, gan_images, generator_terms
+from data.datasets import gan_images
+from engine.imagine import Critic, generator_terms
 from engine.run import load_trained
 from engine.synthesis import diversity, image_grid, imagine, save_png
 from models import ModelError
