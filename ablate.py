@@ -32,9 +32,10 @@ import evaluate
 import train
 from config import ConfigError, from_dict, load_config, to_dict
 from data import DataError
-from engine.checkpoint import CheckpointError, config_differences, load_checkpoint
 from data.atomic import write_json_atomic, write_text_atomic
 from models import ModelError
+from runfolder.checkpoint import CheckpointError, config_differences, load_checkpoint
+from runfolder.folder import RunFolder
 
 ROWS = (
     ("embedding", "embedding only", ["look.lambda_i2t=0", "imagine.lambda_t2i=0"]),
@@ -88,7 +89,7 @@ def finished_run(folder: str, cfg) -> Optional[dict]:
     if diffs:
         raise CheckpointError(f"{folder} holds a run of another config; move it away or pick another --out:\n  "
                               + "\n  ".join(diffs))
-    report = os.path.join(folder, "report.json")
+    report = RunFolder(folder).path("report_json")
     return json.load(open(report)) if os.path.exists(report) else None
 
 

@@ -21,12 +21,12 @@ import numpy as np
 import torch
 
 from data import DataError, load_split
-from engine.audit import audit_split, detection_summary, known_wrong, suspects_html, write_csv
-from engine.checkpoint import CheckpointError
-from engine.distributed import setup
 from data.atomic import ensure_writable, write_json_atomic, write_text_atomic
-from engine.run import load_trained
+from evaluation.audit_signals import audit_split, detection_summary, known_wrong, suspects_html, write_csv
 from models import ModelError
+from runfolder.checkpoint import CheckpointError
+from runfolder.folder import load_trained
+from training.distributed import setup
 
 
 def audit(run_dir: str, split: str = "train", out: Optional[str] = None, top: int = 50, checkpoint: str = "best",

@@ -26,17 +26,17 @@ from typing import Optional, Sequence
 import torch
 
 from data import DataError, load_split
+from data.atomic import ensure_writable, write_text_atomic
 from data.datasets import image_transform
 from data.images import open_rgb
 from data.vocab import tokenize
-from engine.captioning import decode_images
-from engine.checkpoint import CheckpointError
-from engine.evaluation import encode_split
-from engine.pair_score import PairScorer
-from data.atomic import ensure_writable, write_text_atomic
-from engine.run import load_trained
-from engine.synthesis import image_grid, imagine, save_png
+from evaluation.captioning import decode_images
+from evaluation.pair_score import PairScorer
+from evaluation.retrieval import encode_split
+from evaluation.synthesis import image_grid, imagine, save_png
 from models import ModelError
+from runfolder.checkpoint import CheckpointError
+from runfolder.folder import load_trained
 
 
 def caption_images(run_dir: str, paths: Sequence[str], beam: Optional[int] = None, checkpoint: str = "best",

@@ -40,21 +40,21 @@ import torch
 
 from data import DataError, load_split
 from data.atomic import ensure_writable
-from engine.captioning import evaluate_captions
-from engine.checkpoint import CheckpointError
-from engine.distributed import setup
-from engine.evaluation import PROTOCOLS, encode_split, evaluate_retrieval
-from engine.contrast_eval import binding_queries, swap_accuracy
-from engine.final_report import modality_section
-from engine.fused import fused_retrieval
-from engine.html_report import write_html_report
-from engine.nn_captioner import nearest_neighbour_section
-from engine.pair_audit import wrong_pairs_section
-from engine.report import markdown_table, retrieval_section, write_report
-from engine.run import RunFolder, load_trained
-from engine.synthesis_metrics import evaluate_synthesis
+from evaluation.captioning import evaluate_captions
+from evaluation.fused import fused_retrieval
+from evaluation.nn_captioner import nearest_neighbour_section
+from evaluation.report import modality_section
+from evaluation.report_html import write_html_report
+from evaluation.report_md import markdown_table, retrieval_section, write_report
+from evaluation.retrieval import PROTOCOLS, encode_split, evaluate_retrieval
+from evaluation.swaps import binding_queries, swap_accuracy
+from evaluation.synthesis_metrics import evaluate_synthesis
+from evaluation.wrong_pairs import wrong_pairs_section
 from metrics.retrieval import recall_metrics, recall_metrics_folds
 from models import ModelError
+from runfolder.checkpoint import CheckpointError
+from runfolder.folder import RunFolder, load_trained
+from training.distributed import setup
 
 __all__ = ["evaluate", "main", "recall_metrics", "recall_metrics_folds"]
 
@@ -150,7 +150,7 @@ def fused_section(model, cfg, vocab, data, embeddings, protocol: str, k: int, de
 
 def nearest_neighbour_baseline(model, cfg, vocab, data, img: dict, device, progress: bool) -> dict:
     """``captioning.nearest_neighbour``: the captions of the nearest training images (the first
-    ``engine.nn_captioner.TRAIN_IMAGES``) scored as the decoder's are; on the training split itself
+    ``evaluation.nn_captioner.TRAIN_IMAGES``) scored as the decoder's are; on the training split itself
     each image would find itself, so there it is only a note."""
     if data.name == "train":
         return {"note": "not computed on the training split (each image would be its own nearest neighbour)"}
@@ -163,8 +163,8 @@ def evaluator_distinctiveness(evaluator: str, run_dir: str, results: str, data, 
     matcher: comparable across runs, and not the embedding a stage-2 reward was optimising."""
     import json
 
-    from engine.captioning import distinctiveness
-    from engine.synthesis_metrics import load_evaluator
+    from evaluation.captioning import distinctiveness
+    from evaluation.synthesis_metrics import load_evaluator
 
     ecfg, evocab, emodel = load_evaluator(evaluator, run_dir)
     captions = [r["caption"] for r in sorted(json.load(open(results)), key=lambda r: r["image_id"])]

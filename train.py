@@ -29,30 +29,29 @@ from tqdm import tqdm
 from config import Config, ConfigError, check_environment, from_dict, load_config, to_dict
 from config import validate as validate_config
 from data import DataError, build_vocab, load_split
+from data.atomic import remove_temp_files, write_json_atomic
 from data.check import caption_findings, preflight
 from data.contrast import TokenSwapper
 from data.datasets import PairDataset, collate_pairs, image_transform
 from data.labelled import labelled_captions, labelled_ids
 from data.vocab import Vocabulary
-from engine import distributed
-from data.atomic import remove_temp_files
-from engine.checkpoint import (CheckpointError, config_differences, load_checkpoint, rng_state, save_atomic,
-                               set_rng_state)
-from engine.captioning import generate_captions
-from engine.evaluation import evaluate_retrieval
-from engine.imagine import Critic
-from engine.look import CaptionReward, split_cider_d
-from engine.final_report import GRID_CAPTIONS, GRID_SAMPLES, final_report
-from data.atomic import write_json_atomic
-from engine.run import RunFolder, fresh_folder
-from engine.robust import PairLossRecord
-from engine.schedule_watch import collapse_warning, schedule_changes
-from engine.semi import Stage2Error, run_stage2
-from engine.steps import NegativeQueue, PairState, joint_step, look_phase, schedule_paths
-from engine.synthesis import split_grid
+from evaluation.captioning import generate_captions
+from evaluation.report import GRID_CAPTIONS, GRID_SAMPLES, final_report
+from evaluation.retrieval import evaluate_retrieval
+from evaluation.synthesis import split_grid
 from losses.ranking import RankingLoss
 from models import ModelError
 from models.lim import LIM
+from runfolder.checkpoint import (CheckpointError, config_differences, load_checkpoint, rng_state, save_atomic,
+                                  set_rng_state)
+from runfolder.folder import RunFolder, fresh_folder
+from training import distributed
+from training.imagine import Critic
+from training.look import CaptionReward, split_cider_d
+from training.robust import PairLossRecord
+from training.schedule_watch import collapse_warning, schedule_changes
+from training.stage2 import Stage2Error, run_stage2
+from training.steps import NegativeQueue, PairState, joint_step, look_phase, schedule_paths
 
 # Keys that may change when a run is resumed; any other difference means another experiment.
 RESUMABLE_KEYS = ("train.resume", "train.epochs", "train.max_steps", "train.device", "train.log_every",
@@ -380,9 +379,9 @@ def _run(cfg: Config, dist: distributed.Dist, device: torch.device) -> dict:
     if dist.main:
         folder.write_config(cfg)
         if "wrong_pairs" in train_split.extra:
-            write_json_atomic(os.path.join(folder.root, "wrong_pairs.json"), train_split.extra["wrong_pairs"])
+            write_json_atomic(folder.path("wrong_pairs"), train_split.extra["wrong_pairs"])
         if "labelled" in train_split.extra:
-            write_json_atomic(os.path.join(folder.root, "labelled_images.json"), train_split.extra["labelled"])
+            write_json_atomic(folder.path("labelled_images"), train_split.extra["labelled"])
         labelled = "" if "labelled" not in train_split.extra else \
             f" ({len(labelled_ids(train_split))} of them labelled: data.labelled_fraction={cfg.data.labelled_fraction})"
         print(f"run folder: {folder.root}\ntrain: {train_split.num_images} images{labelled}, {train_split.num_captions} "
@@ -432,7 +431,7 @@ def _run(cfg: Config, dist: distributed.Dist, device: torch.device) -> dict:
             # epoch on resume (identically), a kill after it loses nothing.
             targets = []
             if summary["phase"] == "xe" and look_phase(cfg, epoch + 1) == "scst":
-                targets.append(os.path.join(folder.root, "xe.pt"))  # the decoder as cross-entropy left it
+                targets.append("xe")  # the decoder as cross-entropy left it
             if rsum > state["best_rsum"]:
                 state["best_rsum"], state["best_epoch"] = rsum, epoch
                 targets.append("best")

@@ -3,7 +3,7 @@
     python benchmarks/bench_fused.py [--pairs 2000] [--loop 200]
 
 A Shapes-sized caption decoder (256 LSTM units, 512-d features, 42 words, 12-token captions) scores
-random (image, caption) pairs with `engine.fused.decoder_loglik` (2,048 pairs per batch) and with a
+random (image, caption) pairs with `evaluation.fused.decoder_loglik` (2,048 pairs per batch) and with a
 per-pair loop; both are timed in the same run and the ratio is printed, with the max difference.
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from engine.fused import decoder_loglik  # noqa: E402
+from evaluation.fused import decoder_loglik  # noqa: E402
 from models.caption_decoder import CaptionDecoder  # noqa: E402
 
 

@@ -23,9 +23,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from config import Config, ImagineConfig, LookConfig, ModelConfig, load_config  # noqa: E402
 from data import build_vocab, load_split  # noqa: E402
 from data.datasets import PairDataset, collate_pairs, image_transform  # noqa: E402
-from engine.imagine import Critic  # noqa: E402
-from engine.look import CaptionReward  # noqa: E402
-from engine.steps import joint_step  # noqa: E402
+from training.imagine import Critic  # noqa: E402
+from training.look import CaptionReward  # noqa: E402
+from training.steps import joint_step  # noqa: E402
 from losses.ranking import RankingLoss  # noqa: E402
 from models.lim import LIM  # noqa: E402
 

@@ -8,8 +8,8 @@ decoding and scoring all start from the same state.
 Decoding (greedy, sampling, beam search) never emits ``<pad>`` or ``<start>`` (:data:`NEVER_EMITTED`):
 they are not words, and a generated ``<pad>`` could not be told from the padding after ``<end>``.
 Their logits are set to ``-inf`` before the softmax, so sampled log-probabilities are those of the
-distribution actually sampled from. Teacher-forced scores (:meth:`CaptionDecoder.xe_loss`,
-:meth:`CaptionDecoder.log_likelihood`) use the full softmax, which XE trains.
+distribution actually sampled from. Teacher-forced scores (:func:`target_log_probs`, :meth:`CaptionDecoder.log_likelihood`) use the full
+softmax, which XE trains.
 
 Every method runs in whatever mode the module is in: put it in ``eval()`` (dropout off) for greedy
 baselines, beam search and pair scoring, and in ``train()`` for SCST sampling.
@@ -20,12 +20,34 @@ from typing import Optional
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from losses.caption_xe import caption_xe, target_log_probs
 
 PAD, START, END = 0, 1, 2  # data/vocab.py ids
 NEVER_EMITTED = (PAD, START)
+
+
+def target_log_probs(logits: torch.Tensor, captions: torch.Tensor,
+                     lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-probabilities of the target tokens and their mask.
+
+    Args:
+        logits: ``(B, T-1, V)`` teacher-forced logits (``CaptionDecoder.forward``).
+        captions: ``(B, T)`` ids starting with ``<start>``.
+        lengths: ``(B,)`` tokens per row, ``<start>`` and ``<end>`` included.
+
+    Returns:
+        ``(B, T-1)`` log p(target) (0 at padding) and the ``(B, T-1)`` float mask of real targets.
+    """
+    targets = captions[:, 1:]  # (B, T-1)
+    if logits.shape[:2] != targets.shape:
+        raise ValueError(f"logits {tuple(logits.shape)} do not match captions {tuple(captions.shape)}")
+    steps = torch.arange(targets.shape[1], device=targets.device)
+    mask = (steps[None] < (lengths.to(targets.device) - 1)[:, None]).to(logits.dtype)  # (B, T-1)
+    logp = -F.cross_entropy(logits.transpose(1, 2), targets, reduction="none")  # (B, T-1)
+    return logp * mask, mask
+
 
 State = tuple[torch.Tensor, torch.Tensor]  # LSTM (h, c), each (1, B, H)
 
@@ -77,10 +99,6 @@ class CaptionDecoder(nn.Module):
         out, _ = self.lstm(packed, self._init(features))
         out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])  # (B, T-1, H)
         return self.out(self.drop(out))  # (B, T-1, V)
-
-    def xe_loss(self, features: torch.Tensor, captions: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """Mean cross-entropy over target tokens (``<end>`` included, padding masked); a scalar."""
-        return caption_xe(self(features, captions, lengths), captions, lengths)
 
     def log_likelihood(self, features: torch.Tensor, captions: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Length-normalised log-likelihood ``(B,)`` of each caption given its row's feature.

@@ -15,10 +15,10 @@ import sys
 
 import torch
 
-import engine.semi
 import train
+import training.stage2
 from data.atomic import TMP_MARK
-from engine import checkpoint
+from runfolder import checkpoint
 
 
 def _die() -> None:
@@ -52,7 +52,7 @@ def main(where: str, n: int, overrides: list[str]) -> None:
     if where == "step":
         train.joint_step = step
     elif where != "none":
-        train.save_atomic = engine.semi.save_atomic = save
+        train.save_atomic = training.stage2.save_atomic = save
     train.main(overrides)
 
 

@@ -6,7 +6,7 @@ import pytest
 
 import ablate
 from config import ConfigError
-from engine.checkpoint import CheckpointError
+from runfolder.checkpoint import CheckpointError
 from tests.test_train import tiny
 
 

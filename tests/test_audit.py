@@ -53,7 +53,7 @@ def test_clean_probability_is_high_for_the_small_loss_pairs():
 
 
 def test_combined_suspicion_averages_rank_percentiles_in_each_signals_direction():
-    from engine.audit import combined_suspicion
+    from evaluation.audit_signals import combined_suspicion
 
     signals = {"score": np.array([0.9, 0.1, 0.5, np.nan, np.nan]),  # low score = suspect
                "ranking_loss": np.array([0.0, 2.0, 1.0, 3.0, np.nan]),  # high loss = suspect

@@ -17,7 +17,7 @@ from data import DataError
 from data.__main__ import main as data_main
 from data.check import check_dataset
 from data.vocab import tokenize
-from engine.checkpoint import CheckpointError, load_checkpoint
+from runfolder.checkpoint import CheckpointError, load_checkpoint
 from tests.conftest import write_karpathy
 from tests.test_train import tiny
 

@@ -1,7 +1,7 @@
 """The Shapes attribute-binding probe: "a large <colour> <shape>" must find an image with both."""
 import torch
 
-import engine.contrast_eval as contrast_eval
+import evaluation.swaps as contrast_eval
 from config import load_config
 from data.records import ArrayImages, Split
 from data.shapes import COLOURS, SHAPES

@@ -50,7 +50,7 @@ def test_forward_shapes_and_every_parameter_gets_xe_gradient():
     dec = make_decoder(dropout=0.5).train()
     feats, caps, lengths = make_batch()
     assert dec(feats, caps, lengths).shape == (4, caps.shape[1] - 1, V)
-    loss = dec.xe_loss(feats, caps, lengths)
+    loss = caption_xe(dec(feats, caps, lengths), caps, lengths)
     assert loss.dim() == 0 and torch.isfinite(loss)
     loss.backward()
     missing = [n for n, p in dec.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
@@ -169,7 +169,7 @@ def test_overfits_a_few_pairs_by_greedy_and_beam_search():
     opt = torch.optim.Adam(dec.parameters(), lr=1e-2)
     for _ in range(150):
         opt.zero_grad()
-        dec.xe_loss(feats, caps, lengths).backward()
+        caption_xe(dec(feats, caps, lengths), caps, lengths).backward()
         opt.step()
     dec.eval()
     assert torch.equal(dec.greedy(feats), caps[:, 1:])

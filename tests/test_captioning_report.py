@@ -2,9 +2,9 @@
 import pytest
 import torch
 
-from engine.captioning import diversity
-from engine.nn_captioner import image_similarity, nearest_neighbour_captions, nearest_neighbour_section, training_pool
-from engine.report import markdown_table
+from evaluation.captioning import diversity
+from evaluation.nn_captioner import image_similarity, nearest_neighbour_captions, nearest_neighbour_section, training_pool
+from evaluation.report_md import markdown_table
 from models.similarity import paired_similarity
 
 RETRIEVAL = {"protocols": {}, "embedding": {}}  # markdown_table needs the retrieval block's shape only
@@ -96,7 +96,7 @@ def test_nearest_neighbour_line_says_whether_the_decoder_beats_it():
 def test_nearest_neighbour_section_on_tiny_shapes(tmp_path):
     from config import load_config
     from data import build_vocab, load_split
-    from engine.evaluation import encode_split
+    from evaluation.retrieval import encode_split
     from models.matcher import Matcher
     from tests.test_train import tiny
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from data.contrast import SHAPES_CLASSES, class_of_difference, one_swap, swaps
-from engine.contrast_eval import swap_accuracy
-from engine.run import load_trained
+from evaluation.swaps import swap_accuracy
+from runfolder.folder import load_trained
 from data import load_split
 from models.similarity import paired_similarity, similarity
 
@@ -117,7 +117,7 @@ def test_imagined_negatives_train_the_matcher_not_the_generator(tmp_path):
     from data.datasets import pad_captions
     from data.vocab import build_vocab
     from data.datasets import encoder_images
-    from engine.steps import PairState, contrast_terms
+    from training.steps import PairState, contrast_terms
     from models.lim import LIM
     from tests.test_train import tiny
 

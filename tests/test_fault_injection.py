@@ -11,8 +11,8 @@ import torch
 
 import train
 from data.atomic import TMP_MARK
-from engine import checkpoint
-from engine.checkpoint import CheckpointError, load_checkpoint, save_atomic
+from runfolder import checkpoint
+from runfolder.checkpoint import CheckpointError, load_checkpoint, save_atomic
 from tests.test_train import tiny
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -3,7 +3,7 @@ import numpy as np
 import torch
 
 from data.datasets import pad_captions
-from engine.fused import FusedRetrieval, candidates, decoder_loglik, fused_scores, reranked
+from evaluation.fused import FusedRetrieval, candidates, decoder_loglik, fused_scores, reranked
 from metrics.retrieval import recall_metrics
 from models.caption_decoder import CaptionDecoder
 
@@ -94,7 +94,7 @@ def test_evaluate_rerank_reports_fused_beside_embedding(tmp_path):
 
     import evaluate
     import train
-    from engine.checkpoint import CheckpointError
+    from runfolder.checkpoint import CheckpointError
     from tests.test_train import tiny
 
     train.main(tiny(tmp_path, **{"train.epochs": 1, "imagine.lambda_t2i": 0}))

@@ -2,7 +2,7 @@
 import pytest
 
 import train
-from engine.checkpoint import load_checkpoint, save_atomic
+from runfolder.checkpoint import load_checkpoint, save_atomic
 from tests.test_train import tiny
 
 MATCHER_ONLY = {"look.lambda_i2t": 0, "imagine.lambda_t2i": 0, "train.epochs": 3, "train.lr_decay_epochs": 0,

@@ -13,9 +13,9 @@ import evaluate
 from data import load_split
 from data.records import Split
 from data.images import FileImages
-from engine.evaluation import encode_split
-from engine.html_report import render, sample_indices
-from engine.run import load_trained
+from evaluation.retrieval import encode_split
+from evaluation.report_html import render, sample_indices
+from runfolder.folder import load_trained
 
 
 class Page(HTMLParser):

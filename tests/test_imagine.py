@@ -10,11 +10,11 @@ import demo
 import train
 from config import ImagineConfig, LookConfig, ModelConfig
 from data.datasets import normalize_uint8
-from engine.checkpoint import save_atomic
+from runfolder.checkpoint import save_atomic
 from data.datasets import gan_images
-from engine.imagine import Critic, generator_terms
-from engine.run import load_trained
-from engine.synthesis import diversity, image_grid, imagine, save_png
+from training.imagine import Critic, generator_terms
+from runfolder.folder import load_trained
+from evaluation.synthesis import diversity, image_grid, imagine, save_png
 from models import ModelError
 from models.lim import LIM
 from tests.test_train import tiny
@@ -182,13 +182,13 @@ def test_match_term_trains_the_generator_through_a_frozen_image_encoder():
 
 
 def test_a_non_finite_discriminator_loss_stops_training_without_updating_d(tmp_path, monkeypatch):
-    import engine.imagine
-    real_loss = engine.imagine.discriminator_loss
+    import training.imagine
+    real_loss = training.imagine.discriminator_loss
 
     def nan_loss(*args):
         terms = real_loss(*args)
         return {**terms, "total": terms["total"] * float("nan")}
 
-    monkeypatch.setattr(engine.imagine, "discriminator_loss", nan_loss)
+    monkeypatch.setattr(training.imagine, "discriminator_loss", nan_loss)
     with pytest.raises(train.TrainingError, match="non-finite loss at epoch 1.*'d_loss': nan"):
         train.main(tiny(tmp_path))

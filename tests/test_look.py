@@ -9,8 +9,8 @@ import demo
 import evaluate
 import train
 from data.vocab import Vocabulary
-from engine.checkpoint import CheckpointError
-from engine.look import CaptionReward, candidate_strings, reference_strings
+from runfolder.checkpoint import CheckpointError
+from training.look import CaptionReward, candidate_strings, reference_strings
 from metrics import captioning
 from tests.test_train import tiny
 
@@ -77,7 +77,7 @@ def test_without_java_metrics_still_reported(monkeypatch):
 
 def test_look_phase_schedule():
     from config import load_config
-    from engine.steps import look_phase
+    from training.steps import look_phase
 
     def phases(*overrides):
         cfg = load_config(None, list(overrides))

@@ -58,8 +58,8 @@ def test_retrieve_demo_returns_the_gallerys_best_items(tmp_path, capsys):
     import torch
 
     from data import load_split
-    from engine.evaluation import encode_split
-    from engine.run import load_trained
+    from evaluation.retrieval import encode_split
+    from runfolder.folder import load_trained
 
     train.main(tiny(tmp_path, **{"train.epochs": 1, "imagine.lambda_t2i": 0}))
     run = str(tmp_path / "run")

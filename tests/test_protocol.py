@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from engine.evaluation import resolve_protocol, retrieval_metrics
-from engine.report import markdown_table, retrieval_section
+from evaluation.retrieval import resolve_protocol, retrieval_metrics
+from evaluation.report_md import markdown_table, retrieval_section
 from metrics.retrieval import recall_metrics
 
 

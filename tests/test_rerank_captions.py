@@ -2,7 +2,7 @@
 import torch
 
 from data.vocab import build_vocab
-from engine.captioning import rerank_beams
+from evaluation.captioning import rerank_beams
 
 
 class _Matcher:

@@ -4,10 +4,10 @@ import pytest
 import torch
 
 import train
-from engine.checkpoint import load_checkpoint
-from engine.robust import PairLossRecord
+from runfolder.checkpoint import load_checkpoint
+from training.robust import PairLossRecord
 from metrics.loss_mixture import fit_two_gaussians
-from engine.steps import NegativeQueue, ranking_terms
+from training.steps import NegativeQueue, ranking_terms
 from losses.ranking import RankingLoss
 from tests.test_train import tiny
 

@@ -5,8 +5,8 @@ import torch
 import train
 from config import Config, ConfigError, ImagineConfig, LookConfig, ModelConfig
 from data.datasets import normalize_uint8
-from engine.imagine import Critic
-from engine.steps import joint_step, schedule_paths
+from training.imagine import Critic
+from training.steps import joint_step, schedule_paths
 from losses.ranking import RankingLoss
 from models.lim import LIM
 from tests.test_train import tiny

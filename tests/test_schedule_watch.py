@@ -2,7 +2,7 @@
 import math
 
 from config import load_config
-from engine.schedule_watch import collapse_warning, schedule_changes
+from training.schedule_watch import collapse_warning, schedule_changes
 
 HARDEST = (4, "hardest negatives started at epoch 5 (loss.warmup_epochs=4): try loss.hard_ramp_epochs=4")
 

@@ -10,9 +10,9 @@ from config import ConfigError, ModelConfig, load_config
 from data import load_split
 from data.labelled import labelled_captions, labelled_ids, labelled_images, unlabelled_ids
 from data.records import DataError
-from engine.captioning import distinctiveness, fluency
-from engine.checkpoint import CheckpointError, load_checkpoint
-from engine.semi import matcher_reward, sampled_caption_ids
+from evaluation.captioning import distinctiveness, fluency
+from runfolder.checkpoint import CheckpointError, load_checkpoint
+from training.stage2 import matcher_reward, sampled_caption_ids
 from models.matcher import Matcher
 from models.similarity import similarity
 from tests.test_train import tiny
@@ -104,7 +104,7 @@ def test_distinctiveness_matches_a_brute_force_rank(tmp_path):
     captions = [caps[0] for caps in split.captions]
     captions[3] = captions[0]  # a caption that fits another image better is not distinctive
     got = distinctiveness(matcher, split, captions, vocab, cfg.data, torch.device("cpu"), batch_size=5)
-    from engine.evaluation import encode_split
+    from evaluation.retrieval import encode_split
     img = encode_split(matcher, split, vocab, cfg.data, torch.device("cpu"), 256, False, False)[0]
     from data.datasets import pad_captions
     ids, lengths = pad_captions([torch.tensor(vocab.encode(c)) for c in captions])
@@ -142,8 +142,8 @@ def test_stage2_trains_the_decoder_only_and_reports_both_stages(tmp_path):
     semi = report["semi"]
     assert semi["labelled_images"] == 12 and semi["stage1"]["checkpoint"] == "last.pt"
     assert semi["stage2"]["checkpoint"] == "stage2.pt"
-    from engine.run import load_trained
-    from engine.captioning import evaluate_captions
+    from runfolder.folder import load_trained
+    from evaluation.captioning import evaluate_captions
     cfg, vocab, model, _ = load_trained(str(run), str(run / "stage2.pt"))
     again = evaluate_captions(model, load_split(cfg.data, "test"), vocab, cfg.data, torch.device("cpu"),
                               cfg.look.beam_size, progress=False, meteor=False)
@@ -171,7 +171,7 @@ def test_a_finished_run_reruns_stage2_alone_with_other_settings(tmp_path):
 
 def test_evaluator_grades_caption_distinctiveness_in_its_own_embedding(tmp_path):
     import evaluate
-    from engine.run import load_trained
+    from runfolder.folder import load_trained
 
     train.main(tiny(tmp_path, out="captioner", **{"imagine.lambda_t2i": 0, "train.epochs": 1, "look.scst_epochs": 0}))
     train.main(tiny(tmp_path, out="judge", **{"imagine.lambda_t2i": 0, "look.lambda_i2t": 0, "train.epochs": 1}))

@@ -7,8 +7,8 @@ import torch
 
 import evaluate
 import train
-from engine.checkpoint import CheckpointError
-from engine.synthesis_metrics import load_evaluator
+from runfolder.checkpoint import CheckpointError
+from evaluation.synthesis_metrics import load_evaluator
 from losses.gan import generated_match_loss
 from metrics.synthesis import (candidate_sets, frechet_distance, frechet_from_stats, gaussian_stats, published_fid_is,
                                r_precision)

@@ -11,8 +11,8 @@ import torch
 
 import evaluate
 import train
-from engine.checkpoint import CheckpointError, load_checkpoint
-from engine.run import load_trained
+from runfolder.checkpoint import CheckpointError, load_checkpoint
+from runfolder.folder import load_trained
 from metrics.retrieval import recall_metrics
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -61,7 +61,7 @@ def test_evaluate_matches_naive_metrics(tmp_path):
     cfg, vocab, lim, _ = load_trained(str(tmp_path / "run"), "last")
     model = lim.matcher
     from data import load_split
-    from engine.evaluation import encode_split
+    from evaluation.retrieval import encode_split
 
     img, cap = encode_split(model, load_split(cfg.data, "val"), vocab, cfg.data, torch.device("cpu"), progress=False)
     naive = sum(w * -(cap[b][None] - img[b][:, None]).clamp(min=0).pow(2).sum(-1) for b, w in model.branch_weights.items())
@@ -91,7 +91,7 @@ def test_resume_refuses_another_config(tmp_path):
 
 
 def test_resume_accepts_a_run_from_before_a_config_key_was_added(tmp_path):
-    from engine.checkpoint import save_atomic
+    from runfolder.checkpoint import save_atomic
 
     train.main(tiny(tmp_path, **{"train.epochs": 1, "look.lambda_i2t": 0, "imagine.lambda_t2i": 0}))
     path = str(tmp_path / "run" / "last.pt")

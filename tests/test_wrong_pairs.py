@@ -9,9 +9,9 @@ import torch
 import train
 from data import load_split
 from data.datasets import ImageDataset, image_transform, normalize_uint8
-from engine.pair_audit import split_pair_scores, wrong_pair_labels
-from engine.pair_score import raw_pair_scores
-from engine.run import load_trained
+from evaluation.wrong_pairs import split_pair_scores, wrong_pair_labels
+from evaluation.pair_score import raw_pair_scores
+from runfolder.folder import load_trained
 from metrics.pairs import average_precision
 from data.records import ArrayImages, DataError, Split
 from data.wrong_pairs import inject_wrong_pairs

@@ -17,8 +17,7 @@ from data.vocab import Vocabulary, tokenize
 from metrics.captioning import caption_metrics
 from models.caption_decoder import END
 
-from .evaluation import encode_split
-
+from .retrieval import encode_split
 
 # Temperature of the softmax over the batch's images in :func:`rerank_beams` (order similarities
 # live in [-1, 0]; semi.temperature uses the same value for the same purpose).

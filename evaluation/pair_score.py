@@ -9,8 +9,7 @@ from data.records import Split
 from data.vocab import Vocabulary
 from metrics.pairs import auroc, best_threshold
 from models.lim import LIM
-
-from .checkpoint import CheckpointError
+from runfolder.checkpoint import CheckpointError
 
 
 @torch.no_grad()

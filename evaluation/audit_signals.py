@@ -28,13 +28,13 @@ from losses.ranking import RankingLoss
 from metrics.loss_mixture import clean_probability
 from models.lim import LIM
 from models.t2i_gan import Discriminator
+from runfolder.checkpoint import load_checkpoint
+from runfolder.folder import RunFolder
 
-from .evaluation import encode_split
-from .html_report import STYLE, thumbnail
-from .pair_audit import detection_metrics, split_pair_scores, wrong_pair_labels
 from .pair_score import PairScorer
-from .checkpoint import load_checkpoint
-from .run import RunFolder
+from .report_html import STYLE, thumbnail
+from .retrieval import encode_split
+from .wrong_pairs import detection_metrics, split_pair_scores, wrong_pair_labels
 
 
 @torch.no_grad()

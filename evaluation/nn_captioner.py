@@ -27,7 +27,7 @@ from metrics.captioning import caption_metrics
 from models import similarity
 
 from .captioning import diversity
-from .evaluation import encode_split
+from .retrieval import encode_split
 
 K = 5  # nearest training images whose captions are candidates
 TRAIN_IMAGES = 5000  # training images searched: the first ones (labelled ones only, in semi-supervised runs)

@@ -2,27 +2,28 @@
 report.html, with the imagined-image grid and, for runs on injected wrong pairs, their detection."""
 from __future__ import annotations
 
+import json
 import os
 
 import torch
 
 from config import Config
 from data import load_split
+from data.records import Split
 from data.vocab import Vocabulary
 from models.lim import LIM
 from models.matcher import BRANCHES
 from models.modality import modality_accuracy, probe_accuracy
+from runfolder.folder import RunFolder, load_trained
 
 from .captioning import evaluate_captions
-from .contrast_eval import binding_queries
-from .evaluation import encode_split, evaluate_retrieval
-from .html_report import write_html_report
 from .nn_captioner import nearest_neighbour_section
-from .pair_audit import wrong_pairs_section
-from .report import markdown_table, retrieval_section, write_report
-from .run import RunFolder, load_trained
-from .semi import semi_section
+from .report_html import write_html_report
+from .report_md import markdown_table, retrieval_section, write_report
+from .retrieval import encode_split, evaluate_retrieval
+from .swaps import binding_queries
 from .synthesis import save_png, split_grid
+from .wrong_pairs import wrong_pairs_section
 
 # Imagined-image grids: this many captions (the first caption of the first images), images per caption.
 GRID_CAPTIONS, GRID_SAMPLES = 8, 6
@@ -30,7 +31,7 @@ GRID_CAPTIONS, GRID_SAMPLES = 8, 6
 
 def captioning_by_phase(cfg: Config, folder: RunFolder, test, vocab: Vocabulary, device) -> dict:
     """Test CIDEr / BLEU-4 of the decoder after cross-entropy (``xe.pt``) and after SCST (``last``)."""
-    phases = {"xe": os.path.join(folder.root, "xe.pt")}
+    phases = {"xe": folder.checkpoint("xe")}
     if cfg.look.scst_epochs:
         phases["scst"] = folder.checkpoint("last")
     out = {}
@@ -48,8 +49,8 @@ def imagined_grid(cfg: Config, folder: RunFolder, model: LIM, test, vocab: Vocab
     """``imagined_test.png`` beside the report (real test image, then samples from its first caption):
     the report's ``synthesis`` block and the grid."""
     grid, ratio, texts = split_grid(model, test, vocab, cfg, device, GRID_CAPTIONS, GRID_SAMPLES, cfg.train.seed)
-    save_png(grid, os.path.join(folder.root, "imagined_test.png"))
-    return {"grid": "imagined_test.png", "grid_captions": texts, "diversity_ratio": round(ratio, 3),
+    save_png(grid, folder.path("imagined_test"))
+    return {"grid": os.path.basename(folder.path("imagined_test")), "grid_captions": texts, "diversity_ratio": round(ratio, 3),
             "note": "R-precision and the Frechet distance need a separately trained evaluator: "
                     "python evaluate.py RUN_DIR --evaluator OTHER_RUN"}, grid
 
@@ -94,7 +95,7 @@ def final_report(cfg: Config, folder: RunFolder, device: torch.device, state: di
     if model.decoder is not None:
         report["captioning"] = evaluate_captions(model, test, vocab, cfg.data, device, cfg.look.beam_size,
                                                  cfg.train.eval_batch_size,
-                                                 results_path=os.path.join(folder.root, "captions_test.json"),
+                                                 results_path=folder.path("captions_test"),
                                                  meteor=cfg.look.meteor, img=embeddings[0],
                                                  rerank=cfg.look.rerank_captions)
         report["captioning"]["nearest_neighbour"] = nearest_neighbour_section(
@@ -112,12 +113,30 @@ def final_report(cfg: Config, folder: RunFolder, device: torch.device, state: di
         report["synthesis"], grid = imagined_grid(cfg, folder, model, test, vocab, device)
     if cfg.data.wrong_fraction > 0:
         report["wrong_pairs"] = wrong_pairs_section(model, cfg, vocab, device, writer=writer, step=state["step"])
-    write_report(report, os.path.join(folder.root, "report.json"), os.path.join(folder.root, "report.md"))
+    write_report(report, folder.path("report_json"), folder.path("report_md"))
     results = report.get("captioning", {}).get("results_file")
-    write_html_report(os.path.join(folder.root, "report.html"), report, model, cfg, vocab, test, embeddings, device,
+    write_html_report(folder.path("report_html"), report, model, cfg, vocab, test, embeddings, device,
                       results, grid)
     print(markdown_table(report), end="")
     print(f"report: {os.path.join(folder.root, 'report.json')}")
     return report
 
 
+def semi_section(cfg: Config, folder: RunFolder, test: Split, vocab: Vocabulary, device: torch.device) -> dict:
+    """The report's ``semi`` block: test captioning at the end of stage 1 (``last.pt``) and, when
+    stage 2 ran, of ``stage2.pt``, with distinctiveness and the word-salad indicators."""
+    marked = folder.path("labelled_images")
+    labelled = len(json.load(open(marked))["images"]) if os.path.exists(marked) else "all"
+    out = {"labelled_fraction": cfg.data.labelled_fraction, "labelled_images": labelled,
+           "stage2_epochs": cfg.semi.stage2_epochs, "reward": cfg.semi.reward}
+    stage2 = folder.checkpoint("stage2")
+    for stage, path in (("stage1", folder.checkpoint("last")), ("stage2", stage2)):
+        if stage == "stage2" and (cfg.semi.stage2_epochs <= 0 or not os.path.exists(path)):
+            continue
+        model = load_trained(folder.root, path)[2].to(device)
+        metrics = evaluate_captions(model, test, vocab, cfg.data, device, cfg.look.beam_size,
+                                    cfg.train.eval_batch_size, progress=False, meteor=False,
+                                    rerank=cfg.look.rerank_captions)
+        out[stage] = {k: metrics[k] for k in ("CIDEr", "BLEU-4", "distinctiveness", "fluency")}
+        out[stage]["checkpoint"] = os.path.basename(path)
+    return out

@@ -20,8 +20,6 @@ resumed stage 2 restarts from ``last.pt``. Under torchrun stage 2 runs on the ma
 """
 from __future__ import annotations
 
-import json
-import os
 import time
 
 import numpy as np
@@ -33,16 +31,15 @@ from data.datasets import pad_captions
 from data.labelled import labelled_ids, unlabelled_ids
 from data.records import Split
 from data.vocab import Vocabulary
+from evaluation.captioning import distinctiveness, generate_captions
+from evaluation.retrieval import encode_split
 from losses.caption_xe import caption_xe
 from losses.scst import mean_of_others_baseline, self_critical
+from runfolder.checkpoint import load_checkpoint, save_atomic
+from runfolder.folder import RunFolder, load_trained
 
-from .captioning import distinctiveness, evaluate_captions, generate_captions
-from .checkpoint import load_checkpoint, save_atomic
-from .evaluation import encode_split
 from .look import CaptionReward, split_cider_d
-from .run import RunFolder, load_trained
 
-STAGE2 = "stage2.pt"
 VAL_IMAGES = 500  # stage 2's val CIDEr-D and distinctiveness are progress signals: a subset keeps them cheap
 
 
@@ -171,7 +168,7 @@ def run_stage2(cfg: Config, folder: RunFolder, train_split: Split, val_split: Sp
             for name, value in summary.items():
                 writer.add_scalar(f"stage2/val_{name}", value, step)
         save_atomic({**ckpt, "model": model.state_dict(), "config": to_dict(cfg),  # with this stage 2's settings
-                     "stage2": {"epochs": epoch + 1, "history": history}}, os.path.join(folder.root, STAGE2))
+                     "stage2": {"epochs": epoch + 1, "history": history}}, folder.checkpoint("stage2"))
         print(f"stage 2 epoch {epoch + 1}: val CIDEr-D {summary['cider_d']:.3f}, distinct R@1 {summary['r1']:.1f} "
               f"(first {VAL_IMAGES} val images)")
     return {"epochs": cfg.semi.stage2_epochs, "seconds": round(time.time() - start, 1), "history": history}
@@ -185,23 +182,3 @@ def validate_stage2(model, cfg: Config, val_split: Split, vocab: Vocabulary, dev
     return {"cider_d": split_cider_d(captions, val_split, cfg.look.max_len),
             "r1": distinctiveness(model.matcher, val_split, captions, vocab, cfg.data, device,
                                   cfg.train.eval_batch_size)["r1"]}
-
-
-def semi_section(cfg: Config, folder: RunFolder, test: Split, vocab: Vocabulary, device: torch.device) -> dict:
-    """The report's ``semi`` block: test captioning at the end of stage 1 (``last.pt``) and, when
-    stage 2 ran, of ``stage2.pt``, with distinctiveness and the word-salad indicators."""
-    marked = os.path.join(folder.root, "labelled_images.json")
-    labelled = len(json.load(open(marked))["images"]) if os.path.exists(marked) else "all"
-    out = {"labelled_fraction": cfg.data.labelled_fraction, "labelled_images": labelled,
-           "stage2_epochs": cfg.semi.stage2_epochs, "reward": cfg.semi.reward}
-    stage2 = os.path.join(folder.root, STAGE2)
-    for stage, path in (("stage1", folder.checkpoint("last")), ("stage2", stage2)):
-        if stage == "stage2" and (cfg.semi.stage2_epochs <= 0 or not os.path.exists(path)):
-            continue
-        model = load_trained(folder.root, path)[2].to(device)
-        metrics = evaluate_captions(model, test, vocab, cfg.data, device, cfg.look.beam_size,
-                                    cfg.train.eval_batch_size, progress=False, meteor=False,
-                                    rerank=cfg.look.rerank_captions)
-        out[stage] = {k: metrics[k] for k in ("CIDEr", "BLEU-4", "distinctiveness", "fluency")}
-        out[stage]["checkpoint"] = os.path.basename(path)
-    return out

@@ -12,27 +12,50 @@ from models.lim import LIM
 
 from .checkpoint import CheckpointError, load_checkpoint
 
+# Every file a training run writes, by role. Older run folders use the same names.
+ARTIFACTS = {
+    "config": "config.yaml",  # the resolved config
+    "vocab": "vocab.json",  # the training vocabulary
+    "tensorboard": "tb",  # TensorBoard events (a folder)
+    "best": "best.pt",  # the best epoch on val rsum
+    "last": "last.pt",  # the end of the last finished epoch (written last: the commit point)
+    "xe": "xe.pt",  # the decoder as cross-entropy left it, before SCST
+    "stage2": "stage2.pt",  # semi-supervised stage 2
+    "wrong_pairs": "wrong_pairs.json",  # injected wrong pairs (data.wrong_fraction)
+    "labelled_images": "labelled_images.json",  # the labelled images (data.labelled_fraction)
+    "report_json": "report.json",  # the end-of-training test report
+    "report_md": "report.md",
+    "report_html": "report.html",
+    "captions_test": "captions_test.json",  # the best checkpoint's test captions, COCO results format
+    "imagined_test": "imagined_test.png",  # the grid imagined from test captions
+}
+
 
 @dataclass(frozen=True)
 class RunFolder:
+    """The paths of a run's files: ``RunFolder(root).path("report_json")``, or the properties."""
+
     root: str
+
+    def path(self, role: str) -> str:
+        return os.path.join(self.root, ARTIFACTS[role])
 
     @property
     def config(self) -> str:
-        return os.path.join(self.root, "config.yaml")
+        return self.path("config")
 
     @property
     def vocab(self) -> str:
-        return os.path.join(self.root, "vocab.json")
+        return self.path("vocab")
 
     @property
     def tensorboard(self) -> str:
-        return os.path.join(self.root, "tb")
+        return self.path("tensorboard")
 
     def checkpoint(self, which: str) -> str:
-        """``best`` or ``last`` inside the folder, or any other path as given."""
-        if which in ("best", "last"):
-            return os.path.join(self.root, f"{which}.pt")
+        """``best``, ``last``, ``xe`` or ``stage2`` inside the folder, or any other path as given."""
+        if which in ("best", "last", "xe", "stage2"):
+            return self.path(which)
         return which
 
     def has_run(self) -> bool:

@@ -17,7 +17,7 @@ from data.datasets import pad_captions
 from data.records import Split
 from data.vocab import Vocabulary
 
-from .evaluation import encode_split
+from .retrieval import encode_split
 
 
 def _pair_scores(matcher, img: dict, cap: dict, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:

@@ -13,9 +13,9 @@ from data.records import Split
 from data.vocab import Vocabulary
 from metrics.synthesis import candidate_sets, frechet_distance, published_fid_is, r_precision
 from models.lim import LIM
+from runfolder.checkpoint import CheckpointError
+from runfolder.folder import RunFolder, load_trained
 
-from .checkpoint import CheckpointError
-from .run import RunFolder, load_trained
 from .synthesis import imagine, to_uint8
 
 FRECHET_NOTE = ("Frechet distance between Gaussians fitted to the evaluator's grounded image embeddings of "

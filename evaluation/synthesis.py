@@ -15,7 +15,6 @@ from data.vocab import Vocabulary
 from models.lim import LIM
 
 
-
 @torch.no_grad()
 def imagine(model: LIM, texts: Sequence[str], vocab: Vocabulary, per_text: int = 1, seed: int = 0,
             device: torch.device = torch.device("cpu"), max_len: int = 0, batch_size: int = 256) -> torch.Tensor:

@@ -1,1 +1,0 @@
-"""Training machinery shared by train.py and evaluate.py: checkpoints, processes, encoding, reports."""
