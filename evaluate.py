@@ -1,4 +1,4 @@
-"""Evaluate a trained run: the retrieval protocol of DESIGN section 5.
+"""Evaluate a trained run: the retrieval protocol of docs/DESIGN.md section 5.
 
     python evaluate.py RUN_DIR [--split test] [--protocol auto|1k|5k|full] [--checkpoint best|last|PATH]
                        [--out FILE] [--no-captions] [--beam N]

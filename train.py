@@ -260,7 +260,7 @@ def run(cfg: Config) -> dict:
 
 
 def build_optimizers(cfg: Config, model: LIM) -> tuple[dict, torch.optim.lr_scheduler.StepLR]:
-    """One Adam per path (DESIGN section 2): ``match`` (encoders), ``look`` (the decoder) and
+    """One Adam per path (docs/DESIGN.md section 2): ``match`` (encoders), ``look`` (the decoder) and
     ``imagine`` (conditioning augmentation + generator; the discriminator's is in its :class:`Critic`)."""
     def trainable(module: torch.nn.Module) -> list:
         return [p for p in module.parameters() if p.requires_grad]

@@ -65,7 +65,7 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    """Encoders and the similarity measure (DESIGN section 2)."""
+    """Encoders and the similarity measure (docs/DESIGN.md section 2)."""
 
     # small_cnn (64 px data, from scratch) | resnet18|34|50|152 | vgg19 | precomp (feature projector)
     image_encoder: str = "small_cnn"

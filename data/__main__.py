@@ -10,11 +10,11 @@ import argparse
 import sys
 from typing import Optional, Sequence
 
+from builders.features import extract_features
+from builders.icon_sets import SOURCES, build_icon_set
 from config import ConfigError, load_config
 
 from .check import check_dataset, format_report
-from .extract import extract_features
-from .icon_sets import SOURCES, build_icon_set
 from .records import DataError
 
 

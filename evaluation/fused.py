@@ -1,4 +1,4 @@
-"""Fused pair scores and two-stage re-ranked retrieval (DESIGN section 2: Match, issue 6 item 2).
+"""Fused pair scores and two-stage re-ranked retrieval (docs/DESIGN.md section 2: Match, issue 6 item 2).
 
 A pair's fused score is ``S = w * s_emb + (1 - w) * l``: ``s_emb`` the embedding similarity and
 ``l`` the caption decoder's length-normalised log-likelihood of the caption given the image, each

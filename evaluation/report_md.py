@@ -1,4 +1,4 @@
-"""``report.json`` and ``report.md`` (schema in DESIGN section 6), written atomically."""
+"""``report.json`` and ``report.md`` (schema in docs/DESIGN.md section 6), written atomically."""
 from __future__ import annotations
 
 import json

@@ -1,4 +1,4 @@
-"""Encode a split once and compute the retrieval metrics under a protocol (DESIGN section 5)."""
+"""Encode a split once and compute the retrieval metrics under a protocol (docs/DESIGN.md section 5)."""
 from __future__ import annotations
 
 from typing import Optional

@@ -1,4 +1,4 @@
-"""Synthesis metrics of a run's generator under a separately trained evaluator (DESIGN section 5)."""
+"""Synthesis metrics of a run's generator under a separately trained evaluator (docs/DESIGN.md section 5)."""
 from __future__ import annotations
 
 import os

@@ -1,4 +1,4 @@
-"""Teacher-forced caption cross-entropy (DESIGN section 3: XE, padding masked, ``<end>`` included).
+"""Teacher-forced caption cross-entropy (docs/DESIGN.md section 3: XE, padding masked, ``<end>`` included).
 
 A caption row is ``<start> w1 .. wn <end> <pad> ..`` with ``length = n + 2``. The decoder reads
 ``captions[:, :-1]`` and predicts ``captions[:, 1:]``, so each row has ``length - 1`` targets:

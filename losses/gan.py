@@ -1,4 +1,4 @@
-"""Losses of the text-to-image GAN (DESIGN section 2): matching-aware D, G with the CA's KL term.
+"""Losses of the text-to-image GAN (docs/DESIGN.md section 2): matching-aware D, G with the CA's KL term.
 
 Matching-aware discriminator (GAN-INT-CLS, arXiv 1605.05396): D sees three kinds of pairs,
 (real image, its caption) -> 1, (real image, a caption of a *different* image) -> 0, (generated

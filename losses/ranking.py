@@ -1,4 +1,4 @@
-"""Bidirectional hinge ranking loss over a batch (VSE++, Faghri et al.; DESIGN section 3).
+"""Bidirectional hinge ranking loss over a batch (VSE++, Faghri et al.; docs/DESIGN.md section 3).
 
 For positives ``(i_k, c_k)`` with score ``s_kk`` and margin ``alpha``::
 

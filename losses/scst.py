@@ -1,4 +1,4 @@
-"""Self-critical sequence training (Rennie et al., arXiv 1612.00563; DESIGN section 3).
+"""Self-critical sequence training (Rennie et al., arXiv 1612.00563; docs/DESIGN.md section 3).
 
 REINFORCE with a baseline: for sampled captions ``w^s`` with reward ``r(w^s)`` (CIDEr-D) and
 baseline ``b``, minimise ``-(r(w^s) - b) * log p(w^s)``. Two baselines:

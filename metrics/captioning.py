@@ -1,4 +1,4 @@
-"""Captioning metrics from pycocoevalcap's scorers, called one by one (DESIGN section 5).
+"""Captioning metrics from pycocoevalcap's scorers, called one by one (docs/DESIGN.md section 5).
 
 ``COCOEvalCap.evaluate()`` would also build SPICE, which downloads models and fails offline, so
 the scorers are called directly. METEOR and the PTB tokenizer run on Java; without Java the

@@ -1,4 +1,4 @@
-"""Recall@K, median and mean rank for image-text retrieval (DESIGN section 5).
+"""Recall@K, median and mean rank for image-text retrieval (docs/DESIGN.md section 5).
 
 ``sims`` is ``(n_images, k * n_images)``: caption j belongs to image ``j // k``. Ranks are 0-based
 and count every *wrong* item that scores at least as high as the right one, so ties are broken

@@ -1,4 +1,4 @@
-"""Text-to-image metrics (DESIGN section 5): R-precision, Frechet distance, and the published FID/IS.
+"""Text-to-image metrics (docs/DESIGN.md section 5): R-precision, Frechet distance, and the published FID/IS.
 
 R-precision (AttnGAN, arXiv 1711.10485): a generated image is a query against its own caption and
 ``K`` captions of other images; it scores when the true caption ranks first under an evaluation

@@ -1,4 +1,4 @@
-"""Image-caption similarity measures: ``cosine`` and Vendrov's ``order`` (DESIGN section 2).
+"""Image-caption similarity measures: ``cosine`` and Vendrov's ``order`` (docs/DESIGN.md section 2).
 
 ``order`` is the negated squared order violation of Vendrov et al. (arXiv 1511.06361), with the
 caption as the more general side::

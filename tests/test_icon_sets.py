@@ -5,8 +5,8 @@ from collections import defaultdict
 
 import pytest
 
+from builders.icon_sets import Icon, captions_for, split_concepts
 from data.__main__ import main as data_main
-from data.icon_sets import Icon, captions_for, split_concepts
 
 
 def _renderer_available() -> str:

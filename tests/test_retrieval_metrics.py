@@ -1,4 +1,4 @@
-"""Retrieval metrics against a per-query loop that implements DESIGN section 5 literally."""
+"""Retrieval metrics against a per-query loop that implements docs/DESIGN.md section 5 literally."""
 import math
 
 import numpy as np

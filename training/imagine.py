@@ -1,6 +1,6 @@
 """Imagine-path training: real images for the discriminator, D's update, G's loss terms.
 
-Per step (DESIGN section 2): the discriminator is updated first, on detached generated images and
+Per step (docs/DESIGN.md section 2): the discriminator is updated first, on detached generated images and
 detached conditions; then G's adversarial loss against the updated D, plus the KL of the
 conditioning augmentation, joins the joint objective, so it reaches the generator, the CA and,
 through the CA, the text encoder's grounded head. D never trains the text encoder.

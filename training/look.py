@@ -28,7 +28,7 @@ def split_cider_d(captions: Sequence[str], split: Split, max_len: int) -> float:
 
 
 def candidate_strings(tokens: torch.Tensor, vocab: Vocabulary) -> list[str]:
-    """Generated ids ``(N, L)`` -> strings with ``<end>`` when the caption ended (DESIGN section 3)."""
+    """Generated ids ``(N, L)`` -> strings with ``<end>`` when the caption ended (docs/DESIGN.md section 3)."""
     out = []
     for row in tokens.tolist():
         words = vocab.decode(row).split()

@@ -31,9 +31,9 @@ from typing import Callable, Optional
 
 from tqdm import tqdm
 
-from .atomic import atomic_path, write_json_atomic
-from .records import DataError
-from .vocab import tokenize
+from data.atomic import atomic_path, write_json_atomic
+from data.records import DataError
+from data.vocab import tokenize
 
 
 @dataclass

@@ -1,7 +1,6 @@
 """``python -m data extract``: CNN features of every split into one HDF5 file (the h5 data kind)."""
 from __future__ import annotations
 
-
 import h5py
 import numpy as np
 import torch
@@ -9,12 +8,11 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from config import Config
-
-from .datasets import ImageDataset, collate_images, image_transform
-from .features import write_h5_split
-from .records import DataError
-from .atomic import atomic_path
-from .sources import load_split
+from data.atomic import atomic_path
+from data.datasets import ImageDataset, collate_images, image_transform
+from data.features import write_h5_split
+from data.records import DataError
+from data.sources import load_split
 
 SPLITS = ("train", "val", "test")
 
