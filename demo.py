@@ -31,21 +31,19 @@ from data.datasets import image_transform
 from data.images import open_rgb
 from data.vocab import tokenize
 from evaluation.captioning import decode_images
-from evaluation.pair_score import PairScorer
+from evaluation.fused import PairScorer
 from evaluation.retrieval import encode_split
 from evaluation.synthesis import image_grid, imagine, save_png
 from models import ModelError
 from runfolder.checkpoint import CheckpointError
-from runfolder.folder import load_trained
+from runfolder.folder import load_trained, require_decoder
 
 
 def caption_images(run_dir: str, paths: Sequence[str], beam: Optional[int] = None, checkpoint: str = "best",
                    device: str = "cpu") -> tuple[list[tuple[str, str]], list[str]]:
     """``(path, caption)`` per readable image, and an error naming each unreadable one."""
     cfg, vocab, model, _ = load_trained(run_dir, checkpoint)
-    if model.decoder is None:
-        raise CheckpointError(f"{run_dir} has no caption decoder: it was trained with look.lambda_i2t=0; "
-                              "train with look.lambda_i2t=1 (the default) to caption images")
+    require_decoder(model, "captioning images", run_dir)
     if cfg.model.image_encoder == "precomp":
         raise CheckpointError(f"{run_dir} was trained on precomputed features, so it cannot read image files; "
                               "train with an image encoder (small_cnn, resnet*) to caption files")

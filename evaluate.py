@@ -53,7 +53,7 @@ from evaluation.wrong_pairs import wrong_pairs_section
 from metrics.retrieval import recall_metrics, recall_metrics_folds
 from models import ModelError
 from runfolder.checkpoint import CheckpointError
-from runfolder.folder import RunFolder, load_trained
+from runfolder.folder import RunFolder, load_trained, require_decoder
 from training.distributed import setup
 
 __all__ = ["evaluate", "main", "recall_metrics", "recall_metrics_folds"]
@@ -80,9 +80,8 @@ def evaluate(run_dir: str, split: str = "test", protocol: str = "auto", checkpoi
     ensure_writable(out)  # before the work, not after it
     _, dev = setup(device)
     model.to(dev)
-    if rerank and model.decoder is None:
-        raise CheckpointError(f"{run_dir} has no caption decoder (look.lambda_i2t=0): --rerank needs its caption "
-                              "likelihood; train with look.lambda_i2t=1")
+    if rerank:
+        require_decoder(model, "--rerank (its caption likelihood)", run_dir)
     data = load_split(cfg.data, split)
     batch = cfg.train.eval_batch_size
     embeddings = encode_split(model.matcher, data, vocab, cfg.data, dev, batch, progress)

@@ -31,7 +31,7 @@ from models.t2i_gan import Discriminator
 from runfolder.checkpoint import load_checkpoint
 from runfolder.folder import RunFolder
 
-from .pair_score import PairScorer
+from .fused import PairScorer
 from .report_html import STYLE, thumbnail
 from .retrieval import encode_split
 from .wrong_pairs import detection_metrics, split_pair_scores, wrong_pair_labels

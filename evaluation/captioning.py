@@ -16,6 +16,7 @@ from data.records import Split
 from data.vocab import Vocabulary, tokenize
 from metrics.captioning import caption_metrics
 from models.caption_decoder import END
+from runfolder.folder import require_decoder
 
 from .retrieval import encode_split
 
@@ -56,8 +57,7 @@ def generate_captions(model, split: Split, vocab: Vocabulary, data_cfg: DataConf
                       limit: Optional[int] = None, rerank: bool = False) -> list[str]:
     """One caption per image (beam search on the grounded image embedding), in split order; with
     ``rerank``, the finished beam the matcher scores highest with the image (see :func:`rerank_beams`)."""
-    if model.decoder is None:
-        raise ValueError("this model has no caption decoder (it was trained with look.lambda_i2t=0)")
+    require_decoder(model, "captioning")
     was_training = model.training
     model.eval()
     dataset = ImageDataset(split, image_transform(data_cfg, train=False))

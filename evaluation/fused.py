@@ -1,12 +1,17 @@
-"""Fused pair scores and two-stage re-ranked retrieval (docs/DESIGN.md section 2: Match, issue 6 item 2).
+"""The fused score of a pair (docs/DESIGN.md section 2: Match), in its two uses.
 
-A pair's fused score is ``S = w * s_emb + (1 - w) * l``: ``s_emb`` the embedding similarity and
+A pair's fused score is ``S = w * z(s_emb) + (1 - w) * z(l)``: ``s_emb`` the embedding similarity,
 ``l`` the caption decoder's length-normalised log-likelihood of the caption given the image, each
-standardised per query over that query's candidates (z-scores, so the two scales meet). Retrieval
-is two-stage in both directions: the embedding's top ``K`` for every query, then re-ordered by
-``S``; items outside the top ``K`` keep their embedding order below them. The log-likelihoods of
-all candidate pairs of all queries are computed once, in large batches through the decoder, so
-picking ``w`` on val costs only cheap re-scoring.
+standardised (z-scores, so the two scales meet), and ``w`` picked on val from :data:`WEIGHT_GRID`
+by :func:`best_weight`.
+
+- **Re-ranked retrieval** (:class:`FusedRetrieval`): the embedding's top ``K`` for every query,
+  standardised per query over those candidates and re-ordered by ``S``; items outside the top ``K``
+  keep their embedding order below them; ``w`` maximises val rsum. The log-likelihoods of all
+  candidate pairs are computed once, so trying every weight costs only re-scoring.
+- **Scoring any pair** (:class:`PairScorer`): standardised with val's statistics; ``w`` maximises
+  the val AUROC of telling each image's own caption from another image's, and a threshold on
+  ``S`` flags suspect pairs.
 """
 from __future__ import annotations
 
@@ -16,8 +21,12 @@ from typing import Callable
 import numpy as np
 import torch
 
-from data.datasets import pad_captions
-from metrics.retrieval import recall_metrics
+from data.datasets import ImageDataset, collate_images, image_transform, pad_captions
+from data.records import Split
+from data.vocab import Vocabulary
+from metrics.pairs import auroc, best_threshold
+from metrics.retrieval import fold_blocks, protocol_folds, recall_metrics
+from runfolder.folder import require_decoder
 
 LogLik = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (image idx (P,), caption idx (P,)) -> (P,)
 
@@ -80,9 +89,23 @@ def candidates(sims: np.ndarray, k: int, loglik: LogLik, image_offset: int = 0, 
                       t2i, np.take_along_axis(sims.T, t2i, 1), ll[n * ki:].reshape(m, kt))
 
 
+WEIGHT_GRID = np.linspace(0, 1, 11)  # the embedding's share of the fused score
+
+
+def combine(z_emb: np.ndarray, z_ll: np.ndarray, weight: float) -> np.ndarray:
+    """``w * z_emb + (1 - w) * z_ll`` of already standardised scores."""
+    return weight * z_emb + (1 - weight) * z_ll
+
+
+def best_weight(objective: Callable[[float], float], grid: np.ndarray = WEIGHT_GRID) -> tuple[float, float]:
+    """The grid weight with the highest ``objective`` (ties: the larger weight), and that value."""
+    value, weight = max((objective(float(w)), float(w)) for w in grid)
+    return weight, value
+
+
 def fused_scores(emb: np.ndarray, ll: np.ndarray, weight: float) -> np.ndarray:
-    """``w * z(emb) + (1 - w) * z(ll)`` per query row ``(Q, K)``."""
-    return weight * _zscore(emb) + (1 - weight) * _zscore(ll)
+    """The fused score per query row ``(Q, K)``, each row standardised on its own."""
+    return combine(_zscore(emb), _zscore(ll), weight)
 
 
 def reranked(sims: np.ndarray, cand: Candidates, weight: float) -> tuple[np.ndarray, np.ndarray]:
@@ -111,9 +134,8 @@ class FusedRetrieval:
     def __init__(self, sims: np.ndarray, loglik: LogLik, k: int, protocol: str, captions_per_image: int = 5):
         self.sims, self.cpi, self.protocol = np.asarray(sims, dtype=np.float64), captions_per_image, protocol
         n = self.sims.shape[0]
-        folds = n // 1000 if protocol == "1k" else 1
-        m, mk = n // folds, (n // folds) * captions_per_image
-        self.blocks = [(self.sims[f * m:(f + 1) * m, f * mk:(f + 1) * mk], f * m, f * mk) for f in range(folds)]
+        self.blocks = [(self.sims[rows, cols], rows.start, cols.start)
+                       for rows, cols in fold_blocks(n, protocol_folds(protocol, n), captions_per_image)]
         self.cands = [candidates(block, k, loglik, io, co) for block, io, co in self.blocks]
 
     def metrics(self, weight: float) -> dict:
@@ -127,11 +149,9 @@ class FusedRetrieval:
         mean["n_images"], mean["n_captions"] = per_fold[0]["n_images"], per_fold[0]["n_captions"]
         return mean
 
-    def best_weight(self, grid: np.ndarray = np.linspace(0, 1, 11)) -> tuple[float, float]:
+    def best_weight(self, grid: np.ndarray = WEIGHT_GRID) -> tuple[float, float]:
         """The grid weight with the highest rsum (ties: the larger weight), and that rsum."""
-        scores = [(self.metrics(float(w))["rsum"], float(w)) for w in grid]
-        rsum, w = max(scores)
-        return w, rsum
+        return best_weight(lambda w: self.metrics(w)["rsum"], grid)
 
 
 def split_captions(split, vocab, max_len: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -148,3 +168,55 @@ def fused_retrieval(model, split, vocab, data_cfg, device: torch.device, k: int,
     ids, lengths = split_captions(split, vocab, data_cfg.max_caption_len)
     loglik = decoder_loglik(model.decoder, img["grounded"], ids, lengths, device, batch_size)
     return FusedRetrieval(sims, loglik, k, protocol, data_cfg.captions_per_image)
+
+
+@torch.no_grad()
+def raw_pair_scores(model, images: torch.Tensor, captions: list[str], vocab: Vocabulary, max_len: int,
+                    device: torch.device, batch: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """Embedding similarity and caption log-likelihood ``(P,)`` each of pairs (``images[p]``, ``captions[p]``)."""
+    model.eval()
+    emb, ll = [], []
+    for start in range(0, len(captions), batch):
+        x = images[start:start + batch].to(device)
+        ids, lengths = pad_captions([torch.tensor(vocab.encode(c, max_len)) for c in captions[start:start + batch]])
+        img = model.matcher.encode_images(x)
+        cap = model.matcher.encode_captions(ids.to(device), lengths)
+        emb.append(model.matcher.paired_similarity(img, cap).float().cpu())
+        ll.append(model.decoder.log_likelihood(img["grounded"], ids.to(device), lengths).float().cpu())
+    return torch.cat(emb).numpy(), torch.cat(ll).numpy()
+
+
+class PairScorer:
+    """Fused pair score ``w * z(s_emb) + (1 - w) * z(l)`` with z-scores, weight and suspect
+    threshold all fitted on val: each val image's first caption (correct) and the first caption of
+    the next image (wrong). ``w`` maximises val AUROC; the threshold maximises balanced accuracy."""
+
+    def __init__(self, model, val: Split, vocab: Vocabulary, data_cfg, device: torch.device):
+        require_decoder(model, "the fused pair score")
+        self.model, self.vocab, self.data_cfg, self.device = model, vocab, data_cfg, device
+        dataset = ImageDataset(val, image_transform(data_cfg, train=False))
+        images = collate_images([dataset[i] for i in range(val.num_images)])[0]
+        n = val.num_images
+        true = [val.captions[i][0] for i in range(n)]
+        wrong = [val.captions[(i + 1) % n][0] for i in range(n)]
+        emb, ll = raw_pair_scores(model, torch.cat([images, images]), true + wrong, vocab,
+                                  data_cfg.max_caption_len, device)
+        labels = np.r_[np.ones(n), np.zeros(n)]
+        self.stats = (emb.mean(), emb.std() or 1.0, ll.mean(), ll.std() or 1.0)
+        self.weight = best_weight(lambda w: auroc(self._fuse(emb, ll, w), labels))[0]
+        fused = self._fuse(emb, ll, self.weight)
+        self.val_auroc = auroc(fused, labels)
+        self.threshold, self.val_balanced_accuracy = best_threshold(fused, labels)
+
+    def _fuse(self, emb: np.ndarray, ll: np.ndarray, weight: float) -> np.ndarray:
+        me, se, ml, sl = self.stats
+        return combine((emb - me) / se, (ll - ml) / sl, weight)
+
+    def fuse(self, emb: np.ndarray, ll: np.ndarray) -> np.ndarray:
+        """The fitted fused score of raw embedding similarities and caption log-likelihoods."""
+        return self._fuse(emb, ll, self.weight)
+
+    def score(self, images: torch.Tensor, captions: list[str]) -> np.ndarray:
+        """Fused scores ``(P,)`` of normalised images ``(P, 3, S, S)`` with their captions."""
+        emb, ll = raw_pair_scores(self.model, images, captions, self.vocab, self.data_cfg.max_caption_len, self.device)
+        return self.fuse(emb, ll)

@@ -11,7 +11,7 @@ from config import DataConfig
 from data.datasets import CaptionDataset, ImageDataset, collate_captions, collate_images, image_transform
 from data.records import Split
 from data.vocab import Vocabulary
-from metrics.retrieval import recall_metrics, recall_metrics_folds
+from metrics.retrieval import FOLD_IMAGES, protocol_folds, recall_metrics, recall_metrics_folds
 
 PROTOCOLS = ("auto", "1k", "5k", "full")
 
@@ -57,8 +57,8 @@ def resolve_protocol(protocol: str, n_images: int) -> list[str]:
         raise ValueError(f"protocol {protocol!r} is not one of {', '.join(PROTOCOLS)}")
     if protocol == "auto":
         return ["1k", "5k"] if n_images == 5000 else ["full"]
-    if protocol == "1k" and (n_images % 1000 or n_images < 1000):
-        raise ValueError(f"the 1k protocol needs a multiple of 1000 images, this split has {n_images}")
+    if protocol == "1k" and (n_images % FOLD_IMAGES or n_images < FOLD_IMAGES):
+        raise ValueError(f"the 1k protocol needs a multiple of {FOLD_IMAGES} images, this split has {n_images}")
     if protocol == "5k" and n_images != 5000:
         raise ValueError(f"the 5k protocol needs the 5,000-image COCO test set, this split has {n_images}")
     return [protocol]
@@ -67,7 +67,7 @@ def resolve_protocol(protocol: str, n_images: int) -> list[str]:
 def retrieval_metrics(sims: torch.Tensor, protocol: str, captions_per_image: int = 5) -> dict:
     """Metrics of an ``(N, k N)`` similarity matrix under one resolved protocol."""
     if protocol == "1k":
-        return recall_metrics_folds(sims, captions_per_image, n_folds=sims.shape[0] // 1000)
+        return recall_metrics_folds(sims, captions_per_image, n_folds=protocol_folds(protocol, sims.shape[0]))
     return recall_metrics(sims, captions_per_image)
 
 

@@ -13,7 +13,7 @@ from data.vocab import Vocabulary
 from metrics.pairs import auroc, average_precision
 from models.lim import LIM
 
-from .pair_score import PairScorer
+from .fused import PairScorer
 
 
 @torch.no_grad()

@@ -69,6 +69,24 @@ def recall_metrics(sims: ArrayLike, captions_per_image: int = 5) -> dict[str, An
     }
 
 
+FOLD_IMAGES = 1000  # COCO 1K: the 5K test set as consecutive folds of 1,000 images
+
+
+def fold_blocks(n_images: int, n_folds: int, captions_per_image: int = 5) -> list[tuple[slice, slice]]:
+    """``(image rows, caption columns)`` of each of ``n_folds`` consecutive folds: fold f pairs
+    images ``f m : (f+1) m`` with their own captions only (the f-th diagonal block)."""
+    if n_folds < 1 or n_images % n_folds:
+        raise ValueError(f"{n_images} images do not split into {n_folds} equal folds")
+    m = n_images // n_folds
+    mk = m * captions_per_image
+    return [(slice(f * m, (f + 1) * m), slice(f * mk, (f + 1) * mk)) for f in range(n_folds)]
+
+
+def protocol_folds(protocol: str, n_images: int) -> int:
+    """How many folds a resolved protocol scores separately: ``1k`` one per 1,000 images, else 1."""
+    return n_images // FOLD_IMAGES if protocol == "1k" else 1
+
+
 def recall_metrics_folds(sims: ArrayLike, captions_per_image: int = 5, n_folds: int = 5) -> dict[str, Any]:
     """Mean of :func:`recall_metrics` over ``n_folds`` consecutive image folds (COCO 1K: 5 x 1000).
 
@@ -77,13 +95,10 @@ def recall_metrics_folds(sims: ArrayLike, captions_per_image: int = 5, n_folds: 
     ``n_images``/``n_captions`` are a fold's sizes); ``"folds"`` keeps the per-fold dicts.
     """
     s = _as_scores(sims, captions_per_image)
-    n = s.shape[0]
-    if n_folds < 1 or n % n_folds:
-        raise ValueError(f"{n} images do not split into {n_folds} equal folds")
-    m, mk = n // n_folds, (n // n_folds) * captions_per_image
-    folds = [recall_metrics(s[f * m:(f + 1) * m, f * mk:(f + 1) * mk], captions_per_image) for f in range(n_folds)]
+    blocks = fold_blocks(s.shape[0], n_folds, captions_per_image)
+    folds = [recall_metrics(s[rows, cols], captions_per_image) for rows, cols in blocks]
     mean = _mean_tree(folds)
-    mean["n_images"], mean["n_captions"] = m, mk
+    mean["n_images"], mean["n_captions"] = folds[0]["n_images"], folds[0]["n_captions"]
     mean["folds"] = folds
     return mean
 

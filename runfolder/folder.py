@@ -65,6 +65,13 @@ class RunFolder:
         write_text_atomic(self.config, to_yaml(cfg))
 
 
+def require_decoder(model, what: str, run: str = "this run") -> None:
+    """The one error for a feature that needs the caption decoder of a run trained without it."""
+    if model.decoder is None:
+        raise CheckpointError(f"{run} has no caption decoder (it was trained with look.lambda_i2t=0), which {what} "
+                              "needs; train with look.lambda_i2t=1 (the default)")
+
+
 def fresh_folder(out_dir: str) -> str:
     """``out_dir`` itself, or ``out_dir-2``, ``-3``, ... when it already holds a run.
 

@@ -3,18 +3,17 @@ import json
 
 import numpy as np
 import pytest
-
 import torch
 
 import train
 from data import load_split
 from data.datasets import ImageDataset, image_transform, normalize_uint8
-from evaluation.wrong_pairs import split_pair_scores, wrong_pair_labels
-from evaluation.pair_score import raw_pair_scores
-from runfolder.folder import load_trained
-from metrics.pairs import average_precision
 from data.records import ArrayImages, DataError, Split
 from data.wrong_pairs import inject_wrong_pairs
+from evaluation.fused import raw_pair_scores
+from evaluation.wrong_pairs import split_pair_scores, wrong_pair_labels
+from metrics.pairs import average_precision
+from runfolder.folder import load_trained
 from tests.test_train import tiny
 
 
