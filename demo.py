@@ -27,7 +27,7 @@ import torch
 
 from data import DataError, load_split
 from data.atomic import ensure_writable, write_text_atomic
-from data.datasets import image_transform
+from data.datasets import encode_texts, image_transform
 from data.images import open_rgb
 from data.vocab import tokenize
 from evaluation.captioning import decode_images
@@ -166,8 +166,8 @@ def retrieve(run_dir: str, text: Optional[str] = None, image: Optional[str] = No
                                             progress=False)
     with torch.no_grad():
         if text is not None:
-            ids = torch.tensor([vocab.encode(text, cfg.data.max_caption_len)])
-            query = model.matcher.encode_captions(ids.to(dev), torch.tensor([ids.shape[1]]))
+            ids, lengths = encode_texts([text], vocab, cfg.data.max_caption_len)
+            query = model.matcher.encode_captions(ids.to(dev), lengths)
             scores = model.matcher.similarity(gallery_img, {b: v.cpu() for b, v in query.items()})[:, 0]
             names = [data.images.describe(i) for i in range(data.num_images)]
         else:

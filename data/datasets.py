@@ -144,6 +144,12 @@ def pad_captions(captions: Sequence[torch.Tensor], pad_id: int = 0) -> tuple[tor
     return out, lengths
 
 
+def encode_texts(texts: Sequence[str], vocab: Vocabulary, max_len: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Captions as the text encoder reads them: ``<start>``-led padded ids ``(B, T)`` and lengths ``(B,)``
+    (at most ``max_len`` words each; 0: no limit)."""
+    return pad_captions([torch.tensor(vocab.encode(t, max_len), dtype=torch.long) for t in texts])
+
+
 def collate_pairs(batch):
     """``images (B, ...)``, ``captions (B, T)``, ``lengths (B,)``, ``image_ids (B,)``, ``caption_ids (B,)``."""
     images, caps, image_ids, caption_ids = zip(*batch)

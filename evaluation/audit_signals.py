@@ -21,12 +21,13 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from data.atomic import write_text_atomic
-from data.datasets import ImageDataset, collate_images, gan_images, image_transform, pad_captions
+from data.datasets import ImageDataset, collate_images, encode_texts, gan_images, image_transform
 from data.records import ImageSource, Split
 from data.vocab import Vocabulary
 from losses.ranking import RankingLoss
 from metrics.loss_mixture import clean_probability
 from models.lim import LIM
+from models.modes import eval_mode
 from models.t2i_gan import Discriminator
 from runfolder.checkpoint import load_checkpoint
 from runfolder.folder import RunFolder
@@ -60,20 +61,20 @@ def pair_ranking_losses(model: LIM, split: Split, vocab: Vocabulary, cfg, device
 def discriminator_logits(model: LIM, discriminator, split: Split, vocab: Vocabulary, cfg, device: torch.device,
                          images_per_batch: int = 64) -> np.ndarray:
     """``(M,)`` the matching-aware D's logit for each real image with each of its captions' conditions."""
-    discriminator.eval()
-    loader = DataLoader(ImageDataset(split, image_transform(cfg.data, train=False)), batch_size=images_per_batch,
-                        collate_fn=collate_images)
-    logits, start = [], 0
-    for batch in loader:
-        x = batch[0].to(device)
-        caps = split.captions[start:start + len(x)]
-        owner = torch.repeat_interleave(torch.arange(len(x)), torch.tensor([len(c) for c in caps])).to(device)
-        start += len(x)
-        ids, lengths = pad_captions([torch.tensor(vocab.encode(c, cfg.data.max_caption_len)) for cs in caps for c in cs])
-        text = model.matcher.encode_captions(ids.to(device), lengths)["grounded"]
-        _, mu, _ = model.imagine.ca(text, sample=False)
-        logits.append(discriminator(gan_images(x, cfg.imagine.image_size)[owner], mu).float().cpu())
-    return torch.cat(logits).numpy()
+    with eval_mode(discriminator):
+        loader = DataLoader(ImageDataset(split, image_transform(cfg.data, train=False)), batch_size=images_per_batch,
+                            collate_fn=collate_images)
+        logits, start = [], 0
+        for batch in loader:
+            x = batch[0].to(device)
+            caps = split.captions[start:start + len(x)]
+            owner = torch.repeat_interleave(torch.arange(len(x)), torch.tensor([len(c) for c in caps])).to(device)
+            start += len(x)
+            ids, lengths = encode_texts([c for cs in caps for c in cs], vocab, cfg.data.max_caption_len)
+            text = model.matcher.encode_captions(ids.to(device), lengths)["grounded"]
+            _, mu, _ = model.imagine.ca(text, sample=False)
+            logits.append(discriminator(gan_images(x, cfg.imagine.image_size)[owner], mu).float().cpu())
+        return torch.cat(logits).numpy()
 
 
 def load_discriminator(run_dir: str, cfg, which: str = "best") -> Optional[Discriminator]:

@@ -11,11 +11,12 @@ from tqdm import tqdm
 
 from config import DataConfig
 from data.atomic import write_text_atomic
-from data.datasets import ImageDataset, collate_images, image_transform, pad_captions
+from data.datasets import ImageDataset, collate_images, encode_texts, image_transform
 from data.records import Split
 from data.vocab import Vocabulary, tokenize
 from metrics.captioning import caption_metrics
 from models.caption_decoder import END
+from models.modes import eval_mode
 from runfolder.folder import require_decoder
 
 from .retrieval import encode_split
@@ -36,7 +37,7 @@ def rerank_beams(matcher, img: dict, beams: list[list[str]], vocab: Vocabulary, 
     matcher score would not do: an order embedding scores a generic caption high with every image."""
     flat = [c for cands in beams for c in cands]
     owners = torch.tensor([b for b, cands in enumerate(beams) for _ in cands])
-    ids, lengths = pad_captions([torch.tensor(vocab.encode(c, max_len)) for c in flat])
+    ids, lengths = encode_texts(flat, vocab, max_len)
     device = next(iter(img.values())).device
     cap = matcher.encode_captions(ids.to(device), lengths)
     logp = torch.log_softmax(matcher.similarity(img, cap) / RERANK_TEMPERATURE, dim=0).cpu()  # (B, sum K_b)
@@ -58,17 +59,15 @@ def generate_captions(model, split: Split, vocab: Vocabulary, data_cfg: DataConf
     """One caption per image (beam search on the grounded image embedding), in split order; with
     ``rerank``, the finished beam the matcher scores highest with the image (see :func:`rerank_beams`)."""
     require_decoder(model, "captioning")
-    was_training = model.training
-    model.eval()
     dataset = ImageDataset(split, image_transform(data_cfg, train=False))
     if limit is not None:
         dataset = torch.utils.data.Subset(dataset, range(min(limit, len(dataset))))
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=data_cfg.num_workers, collate_fn=collate_images)
     captions = []
-    for x, _ in tqdm(loader, desc=f"caption {split.name}", disable=not progress, leave=False):
-        captions += decode_images(model, model.matcher.encode_images(x.to(device)), vocab, beam_size, rerank,
-                                  data_cfg.max_caption_len)
-    model.train(was_training)
+    with eval_mode(model):
+        for x, _ in tqdm(loader, desc=f"caption {split.name}", disable=not progress, leave=False):
+            captions += decode_images(model, model.matcher.encode_images(x.to(device)), vocab, beam_size, rerank,
+                                      data_cfg.max_caption_len)
     return captions
 
 
@@ -100,17 +99,14 @@ def distinctiveness(matcher, split: Split, captions: Sequence[str], vocab: Vocab
         img = encode_split(matcher, split, vocab, data_cfg, device, batch_size, False, False)[0]
     img = {k: v[:len(captions)] for k, v in img.items()}
     ranks = []
-    was_training = matcher.training
-    matcher.eval()
-    with torch.no_grad():
+    with eval_mode(matcher), torch.no_grad():
         for start in range(0, len(captions), batch_size):
             part = captions[start:start + batch_size]
-            ids, lengths = pad_captions([torch.tensor(vocab.encode(c, data_cfg.max_caption_len)) for c in part])
+            ids, lengths = encode_texts(part, vocab, data_cfg.max_caption_len)
             cap = {k: v.cpu() for k, v in matcher.encode_captions(ids.to(device), lengths).items()}
             scores = matcher.similarity(img, cap)  # (N, P)
             own = scores[torch.arange(start, start + len(part)), torch.arange(len(part))]
             ranks.append((scores > own[None]).sum(0))  # images scoring above the caption's own image
-    matcher.train(was_training)
     ranks = torch.cat(ranks).float()
     return {f"r{k}": round(100 * float((ranks < k).float().mean()), 2) for k in (1, 5)}
 

@@ -21,11 +21,12 @@ from typing import Callable
 import numpy as np
 import torch
 
-from data.datasets import ImageDataset, collate_images, image_transform, pad_captions
+from data.datasets import ImageDataset, collate_images, encode_texts, image_transform
 from data.records import Split
 from data.vocab import Vocabulary
 from metrics.pairs import auroc, best_threshold
 from metrics.retrieval import fold_blocks, protocol_folds, recall_metrics
+from models.modes import eval_mode
 from runfolder.folder import require_decoder
 
 LogLik = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (image idx (P,), caption idx (P,)) -> (P,)
@@ -38,17 +39,16 @@ def decoder_loglik(decoder, image_features: torch.Tensor, captions: torch.Tensor
     Pairs are scored ``batch_size`` at a time (each chunk trimmed to its longest caption), with
     the decoder in eval mode (no dropout).
     """
-    decoder.eval()
-
     @torch.no_grad()
     def loglik(img: np.ndarray, cap: np.ndarray) -> np.ndarray:
         out = []
-        for start in range(0, len(img), batch_size):
-            i = torch.as_tensor(img[start:start + batch_size])
-            c = torch.as_tensor(cap[start:start + batch_size])
-            length = lengths[c]
-            ids = captions[c, : int(length.max())]
-            out.append(decoder.log_likelihood(image_features[i].to(device), ids.to(device), length).float().cpu())
+        with eval_mode(decoder):
+            for start in range(0, len(img), batch_size):
+                i = torch.as_tensor(img[start:start + batch_size])
+                c = torch.as_tensor(cap[start:start + batch_size])
+                length = lengths[c]
+                ids = captions[c, : int(length.max())]
+                out.append(decoder.log_likelihood(image_features[i].to(device), ids.to(device), length).float().cpu())
         return torch.cat(out).numpy() if out else np.zeros(0, dtype=np.float32)
 
     return loglik
@@ -156,8 +156,7 @@ class FusedRetrieval:
 
 def split_captions(split, vocab, max_len: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Every caption of ``split`` in protocol order as padded ids ``(kN, T)`` and lengths ``(kN,)``."""
-    ids = [torch.tensor(vocab.encode(c, max_len), dtype=torch.long) for c in split.flat_captions()]
-    return pad_captions(ids)
+    return encode_texts(split.flat_captions(), vocab, max_len)
 
 
 def fused_retrieval(model, split, vocab, data_cfg, device: torch.device, k: int, protocol: str,
@@ -174,16 +173,16 @@ def fused_retrieval(model, split, vocab, data_cfg, device: torch.device, k: int,
 def raw_pair_scores(model, images: torch.Tensor, captions: list[str], vocab: Vocabulary, max_len: int,
                     device: torch.device, batch: int = 256) -> tuple[np.ndarray, np.ndarray]:
     """Embedding similarity and caption log-likelihood ``(P,)`` each of pairs (``images[p]``, ``captions[p]``)."""
-    model.eval()
-    emb, ll = [], []
-    for start in range(0, len(captions), batch):
-        x = images[start:start + batch].to(device)
-        ids, lengths = pad_captions([torch.tensor(vocab.encode(c, max_len)) for c in captions[start:start + batch]])
-        img = model.matcher.encode_images(x)
-        cap = model.matcher.encode_captions(ids.to(device), lengths)
-        emb.append(model.matcher.paired_similarity(img, cap).float().cpu())
-        ll.append(model.decoder.log_likelihood(img["grounded"], ids.to(device), lengths).float().cpu())
-    return torch.cat(emb).numpy(), torch.cat(ll).numpy()
+    with eval_mode(model):
+        emb, ll = [], []
+        for start in range(0, len(captions), batch):
+            x = images[start:start + batch].to(device)
+            ids, lengths = encode_texts(captions[start:start + batch], vocab, max_len)
+            img = model.matcher.encode_images(x)
+            cap = model.matcher.encode_captions(ids.to(device), lengths)
+            emb.append(model.matcher.paired_similarity(img, cap).float().cpu())
+            ll.append(model.decoder.log_likelihood(img["grounded"], ids.to(device), lengths).float().cpu())
+        return torch.cat(emb).numpy(), torch.cat(ll).numpy()
 
 
 class PairScorer:

@@ -12,6 +12,7 @@ from data.datasets import CaptionDataset, ImageDataset, collate_captions, collat
 from data.records import Split
 from data.vocab import Vocabulary
 from metrics.retrieval import FOLD_IMAGES, protocol_folds, recall_metrics, recall_metrics_folds
+from models.modes import eval_mode
 
 PROTOCOLS = ("auto", "1k", "5k", "full")
 
@@ -29,25 +30,22 @@ def encode_split(
 ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """Embeddings of every image ``(N, D)`` and every caption ``(k N, D)`` per branch, on CPU
     (the caption dict is empty when ``with_captions`` is false)."""
-    was_training = matcher.training
-    matcher.eval()
-    workers = data_cfg.num_workers
-    images = DataLoader(ImageDataset(split, image_transform(data_cfg, train=False)), batch_size=batch_size,
-                        num_workers=workers, collate_fn=collate_images)
-    captions = DataLoader(CaptionDataset(split, vocab, data_cfg.max_caption_len), batch_size=batch_size,
-                          num_workers=workers, collate_fn=collate_captions)
-    img_parts: dict[str, list] = {}
-    for x, _ in tqdm(images, desc=f"encode {split.name} images", disable=not progress, leave=False):
-        for k, v in matcher.encode_images(x.to(device)).items():
-            img_parts.setdefault(k, []).append(v.float().cpu())
-    if not with_captions:
-        matcher.train(was_training)
-        return {k: torch.cat(v) for k, v in img_parts.items()}, {}
-    cap_parts: dict[str, list] = {}
-    for ids, lengths, _ in tqdm(captions, desc=f"encode {split.name} captions", disable=not progress, leave=False):
-        for k, v in matcher.encode_captions(ids.to(device), lengths).items():
-            cap_parts.setdefault(k, []).append(v.float().cpu())
-    matcher.train(was_training)
+    with eval_mode(matcher):
+        workers = data_cfg.num_workers
+        images = DataLoader(ImageDataset(split, image_transform(data_cfg, train=False)), batch_size=batch_size,
+                            num_workers=workers, collate_fn=collate_images)
+        captions = DataLoader(CaptionDataset(split, vocab, data_cfg.max_caption_len), batch_size=batch_size,
+                              num_workers=workers, collate_fn=collate_captions)
+        img_parts: dict[str, list] = {}
+        for x, _ in tqdm(images, desc=f"encode {split.name} images", disable=not progress, leave=False):
+            for k, v in matcher.encode_images(x.to(device)).items():
+                img_parts.setdefault(k, []).append(v.float().cpu())
+        if not with_captions:
+            return {k: torch.cat(v) for k, v in img_parts.items()}, {}
+        cap_parts: dict[str, list] = {}
+        for ids, lengths, _ in tqdm(captions, desc=f"encode {split.name} captions", disable=not progress, leave=False):
+            for k, v in matcher.encode_captions(ids.to(device), lengths).items():
+                cap_parts.setdefault(k, []).append(v.float().cpu())
     return ({k: torch.cat(v) for k, v in img_parts.items()}, {k: torch.cat(v) for k, v in cap_parts.items()})
 
 

@@ -13,9 +13,10 @@ import numpy as np
 import torch
 
 from data.contrast import SHAPES_CLASSES, swaps
-from data.datasets import pad_captions
+from data.datasets import encode_texts
 from data.records import Split
 from data.vocab import Vocabulary
+from models.modes import eval_mode
 
 from .retrieval import encode_split
 
@@ -31,58 +32,58 @@ def swap_accuracy(model, split: Split, vocab: Vocabulary, cfg, device: torch.dev
     """``{class: {"image_query": %, "caption_query": %, "swaps": n, "caption_pairs": n,
     "captions_without": n}}`` on ``split``."""
     matcher = model.matcher
-    matcher.eval()
-    img, cap = encode_split(matcher, split, vocab, cfg.data, device, cfg.train.eval_batch_size, progress)
-    flat = split.flat_captions()
-    k = split.num_captions // max(split.num_images, 1)
-    owners = defaultdict(set)  # caption text -> images that have it
-    for j, text in enumerate(flat):
-        owners[text.lower()].add(j // k)
-    rng = np.random.default_rng(seed)
-    triples = []  # (image, caption index, swapped text, class)
-    without = defaultdict(int)
-    for j, text in enumerate(flat):
-        by_class = defaultdict(list)
-        for name, new in swaps(text, classes):
-            by_class[name].append(new)
+    with eval_mode(matcher):
+        img, cap = encode_split(matcher, split, vocab, cfg.data, device, cfg.train.eval_batch_size, progress)
+        flat = split.flat_captions()
+        k = split.num_captions // max(split.num_images, 1)
+        owners = defaultdict(set)  # caption text -> images that have it
+        for j, text in enumerate(flat):
+            owners[text.lower()].add(j // k)
+        rng = np.random.default_rng(seed)
+        triples = []  # (image, caption index, swapped text, class)
+        without = defaultdict(int)
+        for j, text in enumerate(flat):
+            by_class = defaultdict(list)
+            for name, new in swaps(text, classes):
+                by_class[name].append(new)
+            for name in classes:
+                options = by_class.get(name, [])
+                if not options:
+                    without[name] += 1
+                    continue
+                for t in rng.permutation(len(options))[:per_class]:
+                    triples.append((j // k, j, options[int(t)], name))
+        texts = sorted({t for _, _, t, _ in triples})
+        row_of = {t: n for n, t in enumerate(texts)}
+        parts: dict = defaultdict(list)
+        for start in range(0, len(texts), cfg.train.eval_batch_size):
+            part = texts[start:start + cfg.train.eval_batch_size]
+            ids, lengths = encode_texts(part, vocab, cfg.data.max_caption_len)
+            for b, v in matcher.encode_captions(ids.to(device), lengths).items():
+                parts[b].append(v.float().cpu())
+        swapped = {b: torch.cat(v) for b, v in parts.items()}  # (T, D) per branch
+        result = {}
         for name in classes:
-            options = by_class.get(name, [])
-            if not options:
-                without[name] += 1
-                continue
-            for t in rng.permutation(len(options))[:per_class]:
-                triples.append((j // k, j, options[int(t)], name))
-    texts = sorted({t for _, _, t, _ in triples})
-    row_of = {t: n for n, t in enumerate(texts)}
-    parts: dict = defaultdict(list)
-    for start in range(0, len(texts), cfg.train.eval_batch_size):
-        part = texts[start:start + cfg.train.eval_batch_size]
-        ids, lengths = pad_captions([torch.tensor(vocab.encode(t, cfg.data.max_caption_len)) for t in part])
-        for b, v in matcher.encode_captions(ids.to(device), lengths).items():
-            parts[b].append(v.float().cpu())
-    swapped = {b: torch.cat(v) for b, v in parts.items()}  # (T, D) per branch
-    result = {}
-    for name in classes:
-        mine = [t for t in triples if t[3] == name]
-        entry = {"swaps": len(mine), "captions_without": without[name]}
-        if mine:
-            rows = torch.tensor([t[0] for t in mine])
-            cols = torch.tensor([t[1] for t in mine])
-            pos_s = _pair_scores(matcher, img, cap, rows, cols)
-            neg_s = _pair_scores(matcher, img, swapped, rows, torch.tensor([row_of[t[2]] for t in mine]))
-            entry["image_query"] = round(100 * float((pos_s > neg_s).float().mean()), 2)
-            others = []
-            for n, (i, j, new, _) in enumerate(mine):
-                shown = owners.get(new, set()) - {i} - owners[flat[j].lower()]
-                if shown:
-                    others.append((n, min(shown)))
-            entry["caption_pairs"] = len(others)
-            if others:
-                idx = torch.tensor([n for n, _ in others])
-                other_s = _pair_scores(matcher, img, cap, torch.tensor([j for _, j in others]), cols[idx])
-                entry["caption_query"] = round(100 * float((pos_s[idx] > other_s).float().mean()), 2)
-        result[name] = entry
-    return result
+            mine = [t for t in triples if t[3] == name]
+            entry = {"swaps": len(mine), "captions_without": without[name]}
+            if mine:
+                rows = torch.tensor([t[0] for t in mine])
+                cols = torch.tensor([t[1] for t in mine])
+                pos_s = _pair_scores(matcher, img, cap, rows, cols)
+                neg_s = _pair_scores(matcher, img, swapped, rows, torch.tensor([row_of[t[2]] for t in mine]))
+                entry["image_query"] = round(100 * float((pos_s > neg_s).float().mean()), 2)
+                others = []
+                for n, (i, j, new, _) in enumerate(mine):
+                    shown = owners.get(new, set()) - {i} - owners[flat[j].lower()]
+                    if shown:
+                        others.append((n, min(shown)))
+                entry["caption_pairs"] = len(others)
+                if others:
+                    idx = torch.tensor([n for n, _ in others])
+                    other_s = _pair_scores(matcher, img, cap, torch.tensor([j for _, j in others]), cols[idx])
+                    entry["caption_query"] = round(100 * float((pos_s[idx] > other_s).float().mean()), 2)
+            result[name] = entry
+        return result
 
 
 @torch.no_grad()
@@ -99,17 +100,17 @@ def binding_queries(model, split: Split, vocab: Vocabulary, cfg, device: torch.d
     if not scenes:
         return None
     matcher = model.matcher
-    matcher.eval()
-    if img is None:
-        img, _ = encode_split(matcher, split, vocab, cfg.data, device, cfg.train.eval_batch_size, False)
-    queries = [(c, s) for c in COLOURS for s in SHAPES]
-    texts = [f"a large {c} {s}" for c, s in queries]
-    ids, lengths = pad_captions([torch.tensor(vocab.encode(t, cfg.data.max_caption_len)) for t in texts])
-    cap = {b: v.float().cpu() for b, v in matcher.encode_captions(ids.to(device), lengths).items()}
-    top = matcher.similarity(img, cap).argmax(dim=0)  # (40,) best image per caption query
-    misses = []
-    for (colour, shape), text, i in zip(queries, texts, top.tolist()):
-        objects = scenes[i]["objects"]
-        if not any(o["colour"] == colour and o["shape"] == shape for o in objects):
-            misses.append((text, ", ".join(f"{o['size']} {o['colour']} {o['shape']}" for o in objects)))
-    return {"top1": round(100 * (1 - len(misses) / len(queries)), 1), "queries": len(queries), "misses": misses}
+    with eval_mode(matcher):
+        if img is None:
+            img, _ = encode_split(matcher, split, vocab, cfg.data, device, cfg.train.eval_batch_size, False)
+        queries = [(c, s) for c in COLOURS for s in SHAPES]
+        texts = [f"a large {c} {s}" for c, s in queries]
+        ids, lengths = encode_texts(texts, vocab, cfg.data.max_caption_len)
+        cap = {b: v.float().cpu() for b, v in matcher.encode_captions(ids.to(device), lengths).items()}
+        top = matcher.similarity(img, cap).argmax(dim=0)  # (40,) best image per caption query
+        misses = []
+        for (colour, shape), text, i in zip(queries, texts, top.tolist()):
+            objects = scenes[i]["objects"]
+            if not any(o["colour"] == colour and o["shape"] == shape for o in objects):
+                misses.append((text, ", ".join(f"{o['size']} {o['colour']} {o['shape']}" for o in objects)))
+        return {"top1": round(100 * (1 - len(misses) / len(queries)), 1), "queries": len(queries), "misses": misses}

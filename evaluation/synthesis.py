@@ -9,10 +9,11 @@ from PIL import Image, ImageDraw, ImageFont
 
 from config import Config
 from data.atomic import atomic_path
-from data.datasets import ImageDataset, collate_images, gan_images, image_transform, pad_captions
+from data.datasets import ImageDataset, collate_images, encode_texts, gan_images, image_transform
 from data.records import Split
 from data.vocab import Vocabulary
 from models.lim import LIM
+from models.modes import eval_mode
 
 
 @torch.no_grad()
@@ -26,19 +27,16 @@ def imagine(model: LIM, texts: Sequence[str], vocab: Vocabulary, per_text: int =
     """
     if model.imagine is None:
         raise ValueError("this model has no generator (imagine.lambda_t2i=0)")
-    was_training = model.training
-    model.eval()
-    ids = [torch.tensor(vocab.encode(t, max_len), dtype=torch.long) for t in texts for _ in range(per_text)]
+    texts = [t for t in texts for _ in range(per_text)]
     devices = [device] if device.type == "cuda" else []
     parts = []
-    with torch.random.fork_rng(devices=devices):
+    with torch.random.fork_rng(devices=devices), eval_mode(model):
         torch.manual_seed(seed)
-        for start in range(0, len(ids), batch_size):
-            captions, lengths = pad_captions(ids[start:start + batch_size])
+        for start in range(0, len(texts), batch_size):
+            captions, lengths = encode_texts(texts[start:start + batch_size], vocab, max_len)
             text = model.matcher.encode_captions(captions.to(device), lengths)["grounded"]  # (b, D)
             z = torch.randn(len(text), model.imagine.z_dim, device=device)
             parts.append(model.imagine(text, z)["fake"].float().cpu())
-    model.train(was_training)
     return torch.cat(parts)
 
 

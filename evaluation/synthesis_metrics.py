@@ -8,7 +8,7 @@ import torch
 from tqdm import tqdm
 
 from config import Config
-from data.datasets import ImageDataset, collate_images, encoder_images, gan_images, image_transform, pad_captions
+from data.datasets import ImageDataset, collate_images, encode_texts, encoder_images, gan_images, image_transform
 from data.records import Split
 from data.vocab import Vocabulary
 from metrics.synthesis import candidate_sets, frechet_distance, published_fid_is, r_precision
@@ -58,8 +58,7 @@ def _encode_texts(model: LIM, texts: list[str], vocab: Vocabulary, max_len: int,
                   batch: int) -> dict:
     parts: dict[str, list] = {}
     for start in range(0, len(texts), batch):
-        ids = [torch.tensor(vocab.encode(t, max_len), dtype=torch.long) for t in texts[start:start + batch]]
-        captions, lengths = pad_captions(ids)
+        captions, lengths = encode_texts(texts[start:start + batch], vocab, max_len)
         for k, v in model.matcher.encode_captions(captions.to(device), lengths).items():
             parts.setdefault(k, []).append(v.float().cpu())
     return {k: torch.cat(v) for k, v in parts.items()}

@@ -7,11 +7,12 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from data import load_split
-from data.datasets import ImageDataset, collate_images, image_transform, pad_captions
+from data.datasets import ImageDataset, collate_images, encode_texts, image_transform
 from data.records import Split
 from data.vocab import Vocabulary
 from metrics.pairs import auroc, average_precision
 from models.lim import LIM
+from models.modes import eval_mode
 
 from .fused import PairScorer
 
@@ -22,22 +23,22 @@ def split_pair_scores(model: LIM, split: Split, vocab: Vocabulary, data_cfg, dev
     """Embedding similarity and caption log-likelihood ``(M,)`` of every caption of ``split`` with
     its own image, in flat caption order (the likelihood is None for a run without a decoder).
     Each image is encoded once for all its captions."""
-    model.eval()
-    loader = DataLoader(ImageDataset(split, image_transform(data_cfg, train=False)), batch_size=images_per_batch,
-                        collate_fn=collate_images)
-    emb, ll, start = [], [], 0
-    for batch in tqdm(loader, desc=f"scoring {split.name} pairs", disable=not progress, leave=False):
-        x = batch[0].to(device)
-        caps = split.captions[start:start + len(x)]
-        owner = torch.repeat_interleave(torch.arange(len(x)), torch.tensor([len(c) for c in caps])).to(device)
-        start += len(x)
-        ids, lengths = pad_captions([torch.tensor(vocab.encode(c, data_cfg.max_caption_len)) for cs in caps for c in cs])
-        img = {k: v[owner] for k, v in model.matcher.encode_images(x).items()}
-        cap = model.matcher.encode_captions(ids.to(device), lengths)
-        emb.append(model.matcher.paired_similarity(img, cap).float().cpu())
-        if model.decoder is not None:
-            ll.append(model.decoder.log_likelihood(img["grounded"], ids.to(device), lengths).float().cpu())
-    return torch.cat(emb).numpy(), (torch.cat(ll).numpy() if ll else None)
+    with eval_mode(model):
+        loader = DataLoader(ImageDataset(split, image_transform(data_cfg, train=False)), batch_size=images_per_batch,
+                            collate_fn=collate_images)
+        emb, ll, start = [], [], 0
+        for batch in tqdm(loader, desc=f"scoring {split.name} pairs", disable=not progress, leave=False):
+            x = batch[0].to(device)
+            caps = split.captions[start:start + len(x)]
+            owner = torch.repeat_interleave(torch.arange(len(x)), torch.tensor([len(c) for c in caps])).to(device)
+            start += len(x)
+            ids, lengths = encode_texts([c for cs in caps for c in cs], vocab, data_cfg.max_caption_len)
+            img = {k: v[owner] for k, v in model.matcher.encode_images(x).items()}
+            cap = model.matcher.encode_captions(ids.to(device), lengths)
+            emb.append(model.matcher.paired_similarity(img, cap).float().cpu())
+            if model.decoder is not None:
+                ll.append(model.decoder.log_likelihood(img["grounded"], ids.to(device), lengths).float().cpu())
+        return torch.cat(emb).numpy(), (torch.cat(ll).numpy() if ll else None)
 
 
 def wrong_pair_labels(split: Split) -> np.ndarray:

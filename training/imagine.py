@@ -16,6 +16,7 @@ import torch
 from config import ImagineConfig
 from data.datasets import encoder_images
 from losses.gan import discriminator_loss, generated_match_loss, generator_loss, mismatched_indices
+from models.modes import eval_mode
 from models.t2i_gan import Discriminator, init_weights
 
 from . import distributed
@@ -102,14 +103,9 @@ def generator_terms(critic: Critic, out: dict, cfg: ImagineConfig, matcher=None,
     result = {"gan_g": adv, "gan_kl": cfg.kl_weight * terms["kl"]}
     if cfg.match_weight > 0 and matcher is not None:
         encoder = matcher.image_encoder
-        was_training = encoder.training
         n = min(cfg.match_pairs or len(out["fake"]), len(out["fake"]))
-        with frozen(encoder):
-            encoder.eval()
-            try:
-                emb = encoder(encoder_images(out["fake"][:n], encoder_size))  # per branch (n, D)
-            finally:
-                encoder.train(was_training)
+        with frozen(encoder), eval_mode(encoder):
+            emb = encoder(encoder_images(out["fake"][:n], encoder_size))  # per branch (n, D)
         captions = {k: v[:n].detach() for k, v in out["cap"].items()}
         w = None if weights is None else weights[:n]
         result["gan_match"] = cfg.match_weight * generated_match_loss(matcher.similarity(emb, captions), image_ids[:n],

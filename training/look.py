@@ -12,6 +12,7 @@ from data.vocab import END, Vocabulary, tokenize
 from losses import CiderD
 from losses.caption_xe import caption_xe
 from losses.scst import mean_of_others_baseline, self_critical
+from models.modes import eval_mode
 
 
 def reference_strings(captions: Sequence[str], max_len: int) -> list[str]:
@@ -67,11 +68,8 @@ def look_terms(decoder, out: dict, batch, phase: str, cfg: LookConfig, reward: C
         return {"look_xe": caption_xe(out["logits"], captions.to(out["logits"].device), lengths, weights)}
     rewards = reward(image_ids, out["tokens"])  # (B, n)
     if cfg.scst_baseline == "greedy":
-        was_training = decoder.training
-        decoder.eval()  # the greedy baseline is decoded with dropout off and no gradient
-        with torch.no_grad():
+        with eval_mode(decoder), torch.no_grad():  # the greedy baseline: dropout off, no gradient
             greedy = decoder.greedy(out["img"]["grounded"].detach())
-        decoder.train(was_training)
         baseline = reward(image_ids, greedy)  # (B, 1)
     elif cfg.scst_baseline == "mean":
         baseline = mean_of_others_baseline(rewards)

@@ -27,7 +27,7 @@ import torch
 from tqdm import tqdm
 
 from config import REWARDS, Config, to_dict
-from data.datasets import pad_captions
+from data.datasets import encode_texts
 from data.labelled import labelled_ids, unlabelled_ids
 from data.records import Split
 from data.vocab import Vocabulary
@@ -88,7 +88,7 @@ class LabelledCaptions:
     def draw(self, n: int) -> tuple[np.ndarray, torch.Tensor, torch.Tensor]:
         ids = self.rng.choice(self.images, size=min(n, len(self.images)), replace=False)
         texts = [self.split.captions[i][self.rng.integers(len(self.split.captions[i]))] for i in ids]
-        captions, lengths = pad_captions([torch.tensor(self.vocab.encode(t, self.max_len)) for t in texts])
+        captions, lengths = encode_texts(texts, self.vocab, self.max_len)
         return ids, captions, lengths
 
 

@@ -12,6 +12,7 @@ from data.contrast import TokenSwapper
 from data.datasets import encoder_images, gan_images
 from losses.ranking import RankingLoss
 from models.modality import modality_logits_loss, ramp
+from models.modes import eval_mode
 
 from . import distributed
 from .imagine import Critic, generator_terms
@@ -200,12 +201,8 @@ def contrast_terms(model, out: dict, captions: torch.Tensor, lengths: torch.Tens
             text = neg["grounded"][:n].detach()
             fake = model.imagine(text, torch.randn(n, model.imagine.z_dim, device=device))["fake"]
         encoder = matcher.image_encoder
-        was_training = encoder.training
-        encoder.eval()
-        try:
+        with eval_mode(encoder):
             fake_img = encoder(encoder_images(fake, cfg.data.image_size))
-        finally:
-            encoder.train(was_training)
         fake_s = matcher.paired_similarity(fake_img, {k: v[:n] for k, v in out["cap"].items()})
         hinge = (loss_cfg.margin + fake_s - pos_s[:n]).clamp(min=0) * ok[:n]
         terms["imagined"] = loss_cfg.imagined_weight * hinge.sum()
