@@ -40,16 +40,12 @@ import torch
 
 from data import DataError, load_split
 from data.atomic import ensure_writable
-from evaluation.captioning import evaluate_captions
-from evaluation.fused import fused_retrieval
-from evaluation.nn_captioner import nearest_neighbour_section
-from evaluation.report import modality_section
+from evaluation.fused import fused_section
+from evaluation.report import ReportOptions, measure
 from evaluation.report_html import write_html_report
-from evaluation.report_md import markdown_table, retrieval_section, write_report
-from evaluation.retrieval import PROTOCOLS, encode_split, evaluate_retrieval
-from evaluation.swaps import binding_queries, swap_accuracy
+from evaluation.report_md import markdown_table, write_report
+from evaluation.retrieval import PROTOCOLS
 from evaluation.synthesis_metrics import evaluate_synthesis
-from evaluation.wrong_pairs import wrong_pairs_section
 from metrics.retrieval import recall_metrics, recall_metrics_folds
 from models import ModelError
 from runfolder.checkpoint import CheckpointError
@@ -83,34 +79,14 @@ def evaluate(run_dir: str, split: str = "test", protocol: str = "auto", checkpoi
     if rerank:
         require_decoder(model, "--rerank (its caption likelihood)", run_dir)
     data = load_split(cfg.data, split)
-    batch = cfg.train.eval_batch_size
-    embeddings = encode_split(model.matcher, data, vocab, cfg.data, dev, batch, progress)
-    result = evaluate_retrieval(model.matcher, data, vocab, cfg.data, dev, protocol, batch, progress, embeddings)
-    report = {
-        "dataset": cfg.data.name,
-        "split": split,
-        "checkpoint": RunFolder(run_dir).checkpoint(checkpoint),
-        "protocol": result["primary"],
-        "retrieval": retrieval_section(result),
-    }
-    report["modality"] = modality_section(model, embeddings)
-    if swap_test:
-        report["swaps"] = swap_accuracy(model, data, vocab, cfg, dev, progress=progress)
-        binding = binding_queries(model, data, vocab, cfg, dev, embeddings[0])
-        if binding is not None:
-            report["binding"] = binding
+    # Captions go beside --out: the run's own files stay as training left them.
+    results = os.path.splitext(out)[0] + "_captions.json" if model.decoder is not None and captions else None
+    opts = ReportOptions(protocol, captions, beam_size, None if decode is None else decode == "rerank", True, results,
+                         swap_test, progress)
+    report, embeddings = measure(model, cfg, vocab, data, dev, RunFolder(run_dir).checkpoint(checkpoint), opts)
     if rerank:
-        report["retrieval"]["fused"] = fused_section(model, cfg, vocab, data, embeddings, result["primary"], rerank,
+        report["retrieval"]["fused"] = fused_section(model, cfg, vocab, data, embeddings, report["protocol"], rerank,
                                                      dev, progress)
-    results = None
-    if model.decoder is not None and captions:
-        results = os.path.splitext(out)[0] + "_captions.json"  # beside --out: the run's own files stay as training left them
-        rerank_captions = cfg.look.rerank_captions if decode is None else decode == "rerank"
-        report["captioning"] = evaluate_captions(model, data, vocab, cfg.data, dev, beam_size or cfg.look.beam_size,
-                                                 cfg.train.eval_batch_size, progress, results, img=embeddings[0],
-                                                 rerank=rerank_captions)
-        report["captioning"]["nearest_neighbour"] = nearest_neighbour_baseline(model, cfg, vocab, data, embeddings[0],
-                                                                               dev, progress)
     if evaluator and model.imagine is None and "captioning" not in report:
         raise CheckpointError(f"{run_dir} has neither a generator (imagine.lambda_t2i=0) nor captions to grade "
                               "(no decoder, or --no-captions): there is nothing for --evaluator to grade")
@@ -123,8 +99,6 @@ def evaluate(run_dir: str, split: str = "test", protocol: str = "auto", checkpoi
     elif model.imagine is not None:
         report["synthesis"] = {"note": "generator present; pass --evaluator OTHER_RUN (a matcher trained with "
                                        "imagine.lambda_t2i=0) for R-precision and the Frechet distance"}
-    if cfg.data.wrong_fraction > 0:
-        report["wrong_pairs"] = wrong_pairs_section(model, cfg, vocab, dev, progress)
     write_report(report, out)
     if html:
         write_html_report(os.path.splitext(out)[0] + ".html", report, model, cfg, vocab, data, embeddings, dev, results)
@@ -135,26 +109,6 @@ def default_out(run_dir: str, split: str, checkpoint: str) -> str:
     """``RUN_DIR/eval_{split}.json`` for ``best``, ``RUN_DIR/eval_{split}_{name}.json`` for another checkpoint."""
     stem = "" if checkpoint == "best" else "_" + os.path.splitext(os.path.basename(checkpoint))[0]
     return os.path.join(run_dir, f"eval_{split}{stem}.json")
-
-
-def fused_section(model, cfg, vocab, data, embeddings, protocol: str, k: int, device, progress: bool) -> dict:
-    """``retrieval.fused``: the fused weight picked on val (full val split), then applied to ``data``."""
-    val = load_split(cfg.data, "val")
-    val_emb = encode_split(model.matcher, val, vocab, cfg.data, device, cfg.train.eval_batch_size, progress)
-    weight, val_rsum = fused_retrieval(model, val, vocab, cfg.data, device, k, "full", val_emb).best_weight()
-    metrics = fused_retrieval(model, data, vocab, cfg.data, device, k, protocol, embeddings).metrics(weight)
-    section = retrieval_section({"protocols": {protocol: metrics}, "primary": protocol})["embedding"]
-    return {**section, "protocol": protocol, "k": k, "weight": weight, "val_rsum": round(val_rsum, 2)}
-
-
-def nearest_neighbour_baseline(model, cfg, vocab, data, img: dict, device, progress: bool) -> dict:
-    """``captioning.nearest_neighbour``: the captions of the nearest training images (the first
-    ``evaluation.nn_captioner.TRAIN_IMAGES``) scored as the decoder's are; on the training split itself
-    each image would find itself, so there it is only a note."""
-    if data.name == "train":
-        return {"note": "not computed on the training split (each image would be its own nearest neighbour)"}
-    return nearest_neighbour_section(model.matcher, load_split(cfg.data, "train"), data, vocab, cfg.data, device,
-                                     cfg.train.eval_batch_size, img, progress=progress)
 
 
 def evaluator_distinctiveness(evaluator: str, run_dir: str, results: str, data, device) -> dict:

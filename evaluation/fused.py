@@ -23,11 +23,15 @@ import torch
 
 from data.datasets import ImageDataset, collate_images, encode_texts, image_transform
 from data.records import Split
+from data.sources import load_split
 from data.vocab import Vocabulary
 from metrics.pairs import auroc, best_threshold
 from metrics.retrieval import fold_blocks, protocol_folds, recall_metrics
 from models.modes import eval_mode
 from runfolder.folder import require_decoder
+
+from .report_md import retrieval_section
+from .retrieval import encode_split
 
 LogLik = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (image idx (P,), caption idx (P,)) -> (P,)
 
@@ -219,3 +223,13 @@ class PairScorer:
         """Fused scores ``(P,)`` of normalised images ``(P, 3, S, S)`` with their captions."""
         emb, ll = raw_pair_scores(self.model, images, captions, self.vocab, self.data_cfg.max_caption_len, self.device)
         return self.fuse(emb, ll)
+
+
+def fused_section(model, cfg, vocab, data, embeddings, protocol: str, k: int, device, progress: bool) -> dict:
+    """``retrieval.fused``: the fused weight picked on val (full val split), then applied to ``data``."""
+    val = load_split(cfg.data, "val")
+    val_emb = encode_split(model.matcher, val, vocab, cfg.data, device, cfg.train.eval_batch_size, progress)
+    weight, val_rsum = fused_retrieval(model, val, vocab, cfg.data, device, k, "full", val_emb).best_weight()
+    metrics = fused_retrieval(model, data, vocab, cfg.data, device, k, protocol, embeddings).metrics(weight)
+    section = retrieval_section({"protocols": {protocol: metrics}, "primary": protocol})["embedding"]
+    return {**section, "protocol": protocol, "k": k, "weight": weight, "val_rsum": round(val_rsum, 2)}

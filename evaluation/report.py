@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
+from typing import Optional
 
 import torch
 
@@ -21,7 +23,7 @@ from .nn_captioner import nearest_neighbour_section
 from .report_html import write_html_report
 from .report_md import markdown_table, retrieval_section, write_report
 from .retrieval import encode_split, evaluate_retrieval
-from .swaps import binding_queries
+from .swaps import binding_queries, swap_accuracy
 from .synthesis import save_png, split_grid
 from .wrong_pairs import wrong_pairs_section
 
@@ -68,6 +70,51 @@ def modality_section(model: LIM, embeddings: tuple) -> dict:
     return out
 
 
+@dataclass
+class ReportOptions:
+    """What :func:`measure` runs; train.py's end-of-run report and evaluate.py differ only here."""
+
+    protocol: str = "auto"
+    captions: bool = True  # captioning metrics, when the run has a decoder
+    beam_size: Optional[int] = None  # None: the run's look.beam_size
+    rerank_captions: Optional[bool] = None  # None: the run's look.rerank_captions
+    meteor: bool = True
+    results_path: Optional[str] = None  # where the captions go (COCO results format)
+    swap_test: bool = False  # the one-word swap test
+    progress: bool = False
+
+
+def measure(model: LIM, cfg: Config, vocab: Vocabulary, data: Split, device: torch.device, checkpoint: str,
+            opts: ReportOptions, writer=None, step: int = 0) -> tuple[dict, tuple]:
+    """The report's shared sections for one checkpoint on one split, and the split's embeddings:
+    retrieval, modality, the swap test and attribute binding, captioning with its nearest-neighbour
+    baseline, and the detection of injected wrong pairs."""
+    batch = cfg.train.eval_batch_size
+    embeddings = encode_split(model.matcher, data, vocab, cfg.data, device, batch, opts.progress)
+    result = evaluate_retrieval(model.matcher, data, vocab, cfg.data, device, opts.protocol, batch, opts.progress,
+                                embeddings)
+    report = {"dataset": cfg.data.name, "split": data.name, "checkpoint": checkpoint, "protocol": result["primary"],
+              "retrieval": retrieval_section(result), "modality": modality_section(model, embeddings)}
+    if opts.swap_test:
+        report["swaps"] = swap_accuracy(model, data, vocab, cfg, device, progress=opts.progress)
+    binding = binding_queries(model, data, vocab, cfg, device, embeddings[0])
+    if binding is not None:
+        report["binding"] = binding
+    if model.decoder is not None and opts.captions:
+        rerank = cfg.look.rerank_captions if opts.rerank_captions is None else opts.rerank_captions
+        report["captioning"] = evaluate_captions(model, data, vocab, cfg.data, device,
+                                                 opts.beam_size or cfg.look.beam_size, batch, opts.progress,
+                                                 opts.results_path, opts.meteor, embeddings[0], rerank)
+        report["captioning"]["nearest_neighbour"] = (
+            {"note": "not computed on the training split (each image would be its own nearest neighbour)"}
+            if data.name == "train" else
+            nearest_neighbour_section(model.matcher, load_split(cfg.data, "train"), data, vocab, cfg.data, device, batch,
+                                      embeddings[0], opts.meteor, progress=opts.progress))
+    if cfg.data.wrong_fraction > 0:
+        report["wrong_pairs"] = wrong_pairs_section(model, cfg, vocab, device, opts.progress, writer, step)
+    return report, embeddings
+
+
 def final_report(cfg: Config, folder: RunFolder, device: torch.device, state: dict, writer=None) -> dict:
     """Evaluate the best checkpoint on the test split; write report.json, report.md and report.html.
 
@@ -78,47 +125,24 @@ def final_report(cfg: Config, folder: RunFolder, device: torch.device, state: di
     _, vocab, model, ckpt = load_trained(folder.root, "best")
     model.to(device)
     test = load_split(cfg.data, "test")
-    embeddings = encode_split(model.matcher, test, vocab, cfg.data, device, cfg.train.eval_batch_size, False)
-    result = evaluate_retrieval(model.matcher, test, vocab, cfg.data, device, "auto", cfg.train.eval_batch_size,
-                                False, embeddings)
-    report = {
-        "dataset": cfg.data.name,
-        "split": "test",
-        "checkpoint": folder.checkpoint("best"),
-        "protocol": result["primary"],
-        "best_epoch": ckpt["best_epoch"] + 1,
-        "val_rsum": round(ckpt["best_rsum"], 2),
-        "train_seconds": round(state["seconds"], 1),
-        "steps": state["step"],
-        "retrieval": retrieval_section(result),
-    }
+    opts = ReportOptions(meteor=cfg.look.meteor, results_path=folder.path("captions_test"))
+    report, embeddings = measure(model, cfg, vocab, test, device, folder.checkpoint("best"), opts, writer,
+                                 state["step"])
+    report.update(best_epoch=ckpt["best_epoch"] + 1, val_rsum=round(ckpt["best_rsum"], 2),
+                  train_seconds=round(state["seconds"], 1), steps=state["step"])
     if model.decoder is not None:
-        report["captioning"] = evaluate_captions(model, test, vocab, cfg.data, device, cfg.look.beam_size,
-                                                 cfg.train.eval_batch_size,
-                                                 results_path=folder.path("captions_test"),
-                                                 meteor=cfg.look.meteor, img=embeddings[0],
-                                                 rerank=cfg.look.rerank_captions)
-        report["captioning"]["nearest_neighbour"] = nearest_neighbour_section(
-            model.matcher, load_split(cfg.data, "train"), test, vocab, cfg.data, device, cfg.train.eval_batch_size,
-            embeddings[0], cfg.look.meteor)
         report["captioning_by_phase"] = captioning_by_phase(cfg, folder, test, vocab, device)
         if cfg.data.labelled_fraction < 1 or cfg.semi.stage2_epochs > 0:
             report["semi"] = semi_section(cfg, folder, test, vocab, device)
-    report["modality"] = modality_section(model, embeddings)
-    binding = binding_queries(model, test, vocab, cfg, device, embeddings[0])
-    if binding is not None:
-        report["binding"] = binding
     grid = None
     if model.imagine is not None:
         report["synthesis"], grid = imagined_grid(cfg, folder, model, test, vocab, device)
-    if cfg.data.wrong_fraction > 0:
-        report["wrong_pairs"] = wrong_pairs_section(model, cfg, vocab, device, writer=writer, step=state["step"])
     write_report(report, folder.path("report_json"), folder.path("report_md"))
     results = report.get("captioning", {}).get("results_file")
     write_html_report(folder.path("report_html"), report, model, cfg, vocab, test, embeddings, device,
                       results, grid)
     print(markdown_table(report), end="")
-    print(f"report: {os.path.join(folder.root, 'report.json')}")
+    print(f"report: {folder.path('report_json')}")
     return report
 
 
