@@ -25,14 +25,19 @@ def retrieval_section(result: dict) -> dict:
 
 
 def markdown_table(report: dict) -> str:
-    """The retrieval table as Markdown, one row per protocol."""
-    lines = [
-        f"dataset: {report.get('dataset', '?')}, split: {report.get('split', '?')}, "
-        f"checkpoint: {report.get('checkpoint', '?')}",
-        "",
-        "| protocol | i2t R@1 | R@5 | R@10 | medr | meanr | t2i R@1 | R@5 | R@10 | medr | meanr | rsum |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
+    """The report as Markdown: the retrieval table, then one block per section the report holds."""
+    lines = []
+    for render in (_retrieval_lines, _captioning_lines, _semi_lines, _synthesis_lines, _modality_lines, _swap_lines,
+                   _binding_lines, _wrong_pair_lines, _tie_lines):
+        lines += render(report)
+    return "\n".join(lines) + "\n"
+
+
+def _retrieval_lines(report: dict) -> list[str]:
+    lines = [f"dataset: {report.get('dataset', '?')}, split: {report.get('split', '?')}, "
+             f"checkpoint: {report.get('checkpoint', '?')}", "",
+             "| protocol | i2t R@1 | R@5 | R@10 | medr | meanr | t2i R@1 | R@5 | R@10 | medr | meanr | rsum |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     rows = list(report["retrieval"]["protocols"].items())
     fused = report["retrieval"].get("fused")
     if fused:
@@ -40,86 +45,117 @@ def markdown_table(report: dict) -> str:
     for name, m in rows:
         cells = [f"{m[d][k]:.1f}" if k.startswith("r") else f"{m[d][k]:g}" for d in ("i2t", "t2i") for k in RECALL_KEYS]
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {m['rsum']:.1f} |")
+    return lines
+
+
+def _captioning_lines(report: dict) -> list[str]:
     cap = report.get("captioning")
-    if cap:
-        decode = f", {cap['decode']}" if "decode" in cap else ""
-        lines += ["", f"captioning (beam {cap.get('beam_size', '?')}{decode}, pycocoevalcap scale):", ""]
-        lines += captioning_table(cap)
-        if "distinctiveness" in cap:
-            d, f = cap["distinctiveness"], cap["fluency"]
-            lines.append(f"\ndistinctiveness (each caption retrieves its image among the split's, own matcher): "
-                         f"R@1 {d['r1']:.1f}, R@5 {d['r5']:.1f}; fluency: {f['mean_words']:.1f} words, "
-                         f"{f['stutter_pct']:.1f}% with a word repeated, {f['seen_in_references_pct']:.1f}% verbatim "
-                         "among the references")
-        lines += captioning_verdicts(cap, report.get("split", "test"))
-        for phase, m in report.get("captioning_by_phase", {}).items():
-            lines.append(f"\nafter {phase.upper()}: CIDEr {m['CIDEr']:.3f}, BLEU-4 {m['BLEU-4']:.3f}")
+    if not cap:
+        return []
+    decode = f", {cap['decode']}" if "decode" in cap else ""
+    lines = ["", f"captioning (beam {cap.get('beam_size', '?')}{decode}, pycocoevalcap scale):", ""]
+    lines += captioning_table(cap)
+    if "distinctiveness" in cap:
+        d, f = cap["distinctiveness"], cap["fluency"]
+        lines.append(f"\ndistinctiveness (each caption retrieves its image among the split's, own matcher): "
+                     f"R@1 {d['r1']:.1f}, R@5 {d['r5']:.1f}; fluency: {f['mean_words']:.1f} words, "
+                     f"{f['stutter_pct']:.1f}% with a word repeated, {f['seen_in_references_pct']:.1f}% verbatim "
+                     "among the references")
+    lines += captioning_verdicts(cap, report.get("split", "test"))
+    for phase, m in report.get("captioning_by_phase", {}).items():
+        lines.append(f"\nafter {phase.upper()}: CIDEr {m['CIDEr']:.3f}, BLEU-4 {m['BLEU-4']:.3f}")
+    return lines + [f"\nnote: {n}" for n in cap.get("notes", [])]
+
+
+def _semi_lines(report: dict) -> list[str]:
     semi = report.get("semi")
-    if semi:
-        lines += ["", f"semi-supervised captioning ({semi['labelled_images']} labelled training images, "
-                      f"{semi['stage2_epochs']} stage-2 epochs):", "",
-                  "| stage | checkpoint | CIDEr | BLEU-4 | distinct R@1 | verbatim refs % |", "|---|---|---|---|---|---|"]
-        for stage in ("stage1", "stage2"):
-            if stage in semi:
-                m = semi[stage]
-                lines.append(f"| {stage} | {m['checkpoint']} | {m['CIDEr']:.3f} | {m['BLEU-4']:.3f} | "
-                             f"{m['distinctiveness']['r1']:.1f} | {m['fluency']['seen_in_references_pct']:.1f} |")
-        lines += [f"\nnote: {n}" for n in cap.get("notes", [])]
+    if not semi:
+        return []
+    lines = ["", f"semi-supervised captioning ({semi['labelled_images']} labelled training images, "
+                 f"{semi['stage2_epochs']} stage-2 epochs):", "",
+             "| stage | checkpoint | CIDEr | BLEU-4 | distinct R@1 | verbatim refs % |", "|---|---|---|---|---|---|"]
+    for stage in ("stage1", "stage2"):
+        if stage in semi:
+            m = semi[stage]
+            lines.append(f"| {stage} | {m['checkpoint']} | {m['CIDEr']:.3f} | {m['BLEU-4']:.3f} | "
+                         f"{m['distinctiveness']['r1']:.1f} | {m['fluency']['seen_in_references_pct']:.1f} |")
+    return lines
+
+
+def _synthesis_lines(report: dict) -> list[str]:
     syn = report.get("synthesis")
-    if syn:
-        lines += ["", "synthesis (text -> image):", ""]
-        if "r_precision" in syn:
-            lines += [f"- R-precision (1 true vs {syn['mismatched_captions']} captions, evaluator {syn['evaluator']}): "
-                      f"{syn['r_precision']:.1f}% (real images: {syn['r_precision_real']:.1f}%)",
-                      f"- Frechet distance in the evaluator's embedding: {syn['frechet_distance_evaluator']:.4f} "
-                      f"(real vs real halves: {syn['frechet_real_halves']:.4f}); not the published FID"]
-        if "fid" in syn:
-            lines.append(f"- published FID {syn['fid']:.2f}, Inception Score {syn['inception_score']:.2f} "
-                         f"+- {syn['inception_score_std']:.2f}")
-        if "grid" in syn:
-            lines.append(f"- imagined from test captions: ![grid]({syn['grid']}) "
-                         f"(diversity {syn['diversity_ratio']:.2f} of real)")
-        if "note" in syn:
-            lines.append(f"- note: {syn['note']}")
+    if not syn:
+        return []
+    lines = ["", "synthesis (text -> image):", ""]
+    if "r_precision" in syn:
+        lines += [f"- R-precision (1 true vs {syn['mismatched_captions']} captions, evaluator {syn['evaluator']}): "
+                  f"{syn['r_precision']:.1f}% (real images: {syn['r_precision_real']:.1f}%)",
+                  f"- Frechet distance in the evaluator's embedding: {syn['frechet_distance_evaluator']:.4f} "
+                  f"(real vs real halves: {syn['frechet_real_halves']:.4f}); not the published FID"]
+    if "fid" in syn:
+        lines.append(f"- published FID {syn['fid']:.2f}, Inception Score {syn['inception_score']:.2f} "
+                     f"+- {syn['inception_score_std']:.2f}")
+    if "grid" in syn:
+        lines.append(f"- imagined from test captions: ![grid]({syn['grid']}) "
+                     f"(diversity {syn['diversity_ratio']:.2f} of real)")
+    if "note" in syn:
+        lines.append(f"- note: {syn['note']}")
+    return lines
+
+
+def _modality_lines(report: dict) -> list[str]:
     modality = report.get("modality")
-    if modality:
-        adversary = "" if "classifier_accuracy" not in modality else \
-            f"; the adversary trained behind gradient reversal: {modality['classifier_accuracy']:.1f}%"
-        lines += ["", f"image vs caption vectors (balanced accuracy, 50% = indistinguishable): a fresh probe "
-                      f"{modality['probe_accuracy']:.1f}%{adversary}"]
+    if not modality:
+        return []
+    adversary = "" if "classifier_accuracy" not in modality else \
+        f"; the adversary trained behind gradient reversal: {modality['classifier_accuracy']:.1f}%"
+    return ["", f"image vs caption vectors (balanced accuracy, 50% = indistinguishable): a fresh probe "
+                f"{modality['probe_accuracy']:.1f}%{adversary}"]
+
+
+def _swap_lines(report: dict) -> list[str]:
     swaps = report.get("swaps")
-    if swaps:
-        lines += ["", "one-word swaps (% of tests the true caption wins):", "",
-                  "| class | image queries | caption queries | swaps | captions without the class |", "|---|---|---|---|---|"]
-        for name, m in swaps.items():
-            iq = f"{m['image_query']:.1f}" if "image_query" in m else "n/a"
-            cq = f"{m['caption_query']:.1f} ({m['caption_pairs']})" if "caption_query" in m else "n/a"
-            lines.append(f"| {name} | {iq} | {cq} | {m['swaps']} | {m['captions_without']} |")
+    if not swaps:
+        return []
+    lines = ["", "one-word swaps (% of tests the true caption wins):", "",
+             "| class | image queries | caption queries | swaps | captions without the class |", "|---|---|---|---|---|"]
+    for name, m in swaps.items():
+        iq = f"{m['image_query']:.1f}" if "image_query" in m else "n/a"
+        cq = f"{m['caption_query']:.1f} ({m['caption_pairs']})" if "caption_query" in m else "n/a"
+        lines.append(f"| {name} | {iq} | {cq} | {m['swaps']} | {m['captions_without']} |")
+    return lines
+
+
+def _binding_lines(report: dict) -> list[str]:
     binding = report.get("binding")
-    if binding:
-        lines += ["", f"attribute binding: for {binding['queries']} captions \"a large <colour> <shape>\", an image "
-                      f"with that colour and shape comes first in {binding['top1']:.1f}% of queries"]
-        lines += [f"- \"{text}\" -> top image: {objects}" for text, objects in binding["misses"][:8]]
+    if not binding:
+        return []
+    return ["", f"attribute binding: for {binding['queries']} captions \"a large <colour> <shape>\", an image "
+                f"with that colour and shape comes first in {binding['top1']:.1f}% of queries"] + \
+        [f"- \"{text}\" -> top image: {objects}" for text, objects in binding["misses"][:8]]
+
+
+def _wrong_pair_lines(report: dict) -> list[str]:
     wrong = report.get("wrong_pairs")
-    if wrong:
-        lines += ["", "injected wrong training pairs:", ""]
-        if "fused" in wrong:
-            lines += [f"- {wrong['wrong']} of {wrong['pairs']} training pairs wrong; flagged by the fused score "
-                      f"(w={wrong['weight']:.1f}): AUROC {wrong['fused']['auroc']:.3f}, "
-                      f"AP {wrong['fused']['average_precision']:.3f}",
-                      f"- embedding only: AUROC {wrong['embedding_only']['auroc']:.3f}; caption likelihood only: "
-                      f"AUROC {wrong['likelihood_only']['auroc']:.3f}",
-                      f"- at the val threshold: {100 * wrong['flagged_wrong']:.1f}% of wrong pairs flagged, "
-                      f"{100 * wrong['flagged_correct']:.1f}% of correct ones"]
-        else:
-            lines.append(f"- note: {wrong['note']}")
+    if not wrong:
+        return []
+    if "fused" not in wrong:
+        return ["", "injected wrong training pairs:", "", f"- note: {wrong['note']}"]
+    return ["", "injected wrong training pairs:", "",
+            f"- {wrong['wrong']} of {wrong['pairs']} training pairs wrong; flagged by the fused score "
+            f"(w={wrong['weight']:.1f}): AUROC {wrong['fused']['auroc']:.3f}, "
+            f"AP {wrong['fused']['average_precision']:.3f}",
+            f"- embedding only: AUROC {wrong['embedding_only']['auroc']:.3f}; caption likelihood only: "
+            f"AUROC {wrong['likelihood_only']['auroc']:.3f}",
+            f"- at the val threshold: {100 * wrong['flagged_wrong']:.1f}% of wrong pairs flagged, "
+            f"{100 * wrong['flagged_correct']:.1f}% of correct ones"]
+
+
+def _tie_lines(report: dict) -> list[str]:
     ties = report["retrieval"]["embedding"].get("ties")
-    if ties:
-        lines.append("")
-        lines.append(
-            f"queries with tied scores (broken against the query): i2t {ties['i2t']:g}, t2i {ties['t2i']:g}"
-        )
-    return "\n".join(lines) + "\n"
+    if not ties:
+        return []
+    return ["", f"queries with tied scores (broken against the query): i2t {ties['i2t']:g}, t2i {ties['t2i']:g}"]
 
 
 def captioning_table(cap: dict) -> list[str]:
