@@ -8,7 +8,7 @@ swap of that class (the caller counts it; it is not an error).
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Optional
 
 import numpy as np
 import torch
@@ -58,21 +58,6 @@ def swaps(caption: str, classes: dict = SHAPES_CLASSES, word_class: Optional[str
                             seen.add(text)
                             out.append((name, text))
     return out
-
-
-def one_swap(caption: str, rng: np.random.Generator, classes: dict = SHAPES_CLASSES,
-             word_class: Optional[str] = None) -> Optional[tuple[str, str]]:
-    """One random swap of ``caption`` (None if it has no swappable word)."""
-    options = swaps(caption, classes, word_class)
-    return options[int(rng.integers(len(options)))] if options else None
-
-
-def class_of_difference(original: str, swapped: str, classes: dict = SHAPES_CLASSES) -> Sequence[str]:
-    """The classes whose members differ between two captions (a check for tests and audits)."""
-    a, b = set(original.lower().split()), set(swapped.lower().split())
-    diff = (a ^ b) - {"a", "an"}
-    return sorted({name for name, groups in classes.items() for g in groups for m in g
-                   if set(m.split()) & diff})
 
 
 class TokenSwapper:

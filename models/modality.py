@@ -47,13 +47,6 @@ def branch_vectors(emb: dict, branches) -> torch.Tensor:
     return torch.cat([emb[b] for b in branches], dim=1)
 
 
-def modality_loss(classifier: ModalityClassifier, img: torch.Tensor, cap: torch.Tensor,
-                  scale: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """BCE of the classifier on image (label 1) and caption (label 0) vectors, seen through gradient
-    reversal with ``scale``; and its balanced accuracy (detached)."""
-    return modality_logits_loss(classifier(reverse_gradient(torch.cat([img, cap]), scale)), len(img))
-
-
 def modality_logits_loss(logits: torch.Tensor, n_images: int) -> tuple[torch.Tensor, torch.Tensor]:
     """BCE and balanced accuracy of logits ``(2B,)``: the first ``n_images`` are images (label 1)."""
     labels = torch.cat([torch.ones(n_images), torch.zeros(len(logits) - n_images)]).to(logits)

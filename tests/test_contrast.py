@@ -1,15 +1,31 @@
 """One-word contrast captions and the swap test."""
 import re
+from typing import Optional, Sequence
 
 import numpy as np
 import pytest
 import torch
 
-from data.contrast import SHAPES_CLASSES, class_of_difference, one_swap, swaps
-from evaluation.swaps import swap_accuracy
-from runfolder.folder import load_trained
 from data import load_split
+from data.contrast import SHAPES_CLASSES, swaps
+from evaluation.swaps import swap_accuracy
 from models.similarity import paired_similarity, similarity
+from runfolder.folder import load_trained
+
+
+def one_swap(caption: str, rng: np.random.Generator, classes: dict = SHAPES_CLASSES,
+             word_class: Optional[str] = None) -> Optional[tuple[str, str]]:
+    """One random swap of ``caption`` (None if it has no swappable word)."""
+    options = swaps(caption, classes, word_class)
+    return options[int(rng.integers(len(options)))] if options else None
+
+
+def class_of_difference(original: str, swapped: str, classes: dict = SHAPES_CLASSES) -> Sequence[str]:
+    """The classes whose members differ between two captions (a check for tests and audits)."""
+    a, b = set(original.lower().split()), set(swapped.lower().split())
+    diff = (a ^ b) - {"a", "an"}
+    return sorted({name for name, groups in classes.items() for g in groups for m in g
+                   if set(m.split()) & diff})
 
 
 def naive_single_replacements(caption: str, name: str) -> set:
@@ -114,12 +130,11 @@ def test_imagined_negatives_train_the_matcher_not_the_generator(tmp_path):
     imagined images leave the encoder's BatchNorm statistics alone."""
     from config import load_config
     from data.contrast import TokenSwapper
-    from data.datasets import pad_captions
+    from data.datasets import encoder_images, pad_captions
     from data.vocab import build_vocab
-    from data.datasets import encoder_images
-    from training.steps import PairState, contrast_terms
     from models.lim import LIM
     from tests.test_train import tiny
+    from training.steps import PairState, contrast_terms
 
     cfg = load_config(None, tiny(tmp_path, **{"loss.imagined_weight": 2.0, "loss.margin": 100.0,
                                               "look.lambda_i2t": 0}))

@@ -3,8 +3,15 @@ import pytest
 import torch
 
 import train
-from models.modality import ModalityClassifier, balanced_accuracy, modality_loss, ramp, reverse_gradient
+from models.modality import ModalityClassifier, balanced_accuracy, modality_logits_loss, ramp, reverse_gradient
 from tests.test_train import tiny
+
+
+def modality_loss(classifier: ModalityClassifier, img: torch.Tensor, cap: torch.Tensor,
+                  scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """BCE of the classifier on image (label 1) and caption (label 0) vectors, seen through gradient
+    reversal with ``scale``; and its balanced accuracy (detached)."""
+    return modality_logits_loss(classifier(reverse_gradient(torch.cat([img, cap]), scale)), len(img))
 
 
 def test_gradient_reversal_flips_and_scales_the_gradient_reaching_the_encoder():
