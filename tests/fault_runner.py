@@ -16,6 +16,8 @@ import sys
 import torch
 
 import train
+import training.loop
+import training.resume
 import training.stage2
 from data.atomic import TMP_MARK
 from runfolder import checkpoint
@@ -41,7 +43,7 @@ def main(where: str, n: int, overrides: list[str]) -> None:
                 _die()
         real_save(obj, path)
 
-    real_step = train.joint_step
+    real_step = training.loop.joint_step
 
     def step(*args, **kwargs):
         seen["count"] += 1
@@ -50,9 +52,9 @@ def main(where: str, n: int, overrides: list[str]) -> None:
         return real_step(*args, **kwargs)
 
     if where == "step":
-        train.joint_step = step
+        training.loop.joint_step = step
     elif where != "none":
-        train.save_atomic = training.stage2.save_atomic = save
+        training.resume.save_atomic = training.stage2.save_atomic = save
     train.main(overrides)
 
 

@@ -13,7 +13,9 @@ import train
 from data.atomic import TMP_MARK
 from runfolder import checkpoint
 from runfolder.checkpoint import CheckpointError, load_checkpoint, save_atomic
+from runfolder.folder import RunFolder
 from tests.test_train import tiny
+from training.resume import recover_best
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Three steps per epoch: epoch 1 is cross-entropy (xe.pt is written after it), epoch 2 SCST, then
@@ -67,18 +69,18 @@ def _fake(path, epoch: int, best_epoch: int) -> dict:
 def test_a_stale_best_left_by_the_old_write_order_is_recovered(tmp_path, capsys):
     """Runs from before last.pt was written last: killed between the two writes, best.pt is one
     best epoch behind the last.pt that records it; that epoch is the last one, so last.pt holds it."""
-    folder = train.RunFolder(str(tmp_path))
+    folder = RunFolder(str(tmp_path))
     _fake(tmp_path / "best.pt", 0, 0)
     last = _fake(tmp_path / "last.pt", 1, 1)
     state = {"epoch": 1, "best_epoch": 1, "best_rsum": 50.0}
-    train.recover_best(folder, last, state)
+    recover_best(folder, last, state)
     assert load_checkpoint(str(tmp_path / "best.pt"))["epoch"] == 1 and state["best_epoch"] == 1
     assert "rewritten from" in capsys.readouterr().out
     # best.pt gone and the best epoch is not the last one: nothing holds it; said, and chosen anew
     os.remove(tmp_path / "best.pt")
     last = _fake(tmp_path / "last.pt", 2, 1)
     state = {"epoch": 2, "best_epoch": 1, "best_rsum": 50.0}
-    train.recover_best(folder, last, state)
+    recover_best(folder, last, state)
     assert state["best_epoch"] == -1 and "WARNING" in capsys.readouterr().out
 
 

@@ -2,6 +2,7 @@
 import pytest
 
 import train
+from losses.ranking import RankingLoss
 from runfolder.checkpoint import load_checkpoint, save_atomic
 from tests.test_train import tiny
 
@@ -11,14 +12,14 @@ MATCHER_ONLY = {"look.lambda_i2t": 0, "imagine.lambda_t2i": 0, "train.epochs": 3
 
 def test_ramp_per_step_and_collapse_warning(tmp_path, monkeypatch, capsys):
     seen = []
-    forward = train.RankingLoss.forward
+    forward = RankingLoss.forward
 
     def spy(self, *args, **kwargs):
         seen.append(kwargs["hard_weight"])
         return forward(self, *args, **kwargs)
 
     curve = iter([90.0, 50.0, 30.0])  # best after epoch 1; the ramp starts in epoch 2 and val collapses
-    monkeypatch.setattr(train.RankingLoss, "forward", spy)
+    monkeypatch.setattr(RankingLoss, "forward", spy)
     monkeypatch.setattr(train, "validate", lambda *a, **k: (lambda r: (r, f"val rsum {r:.1f}"))(next(curve)))
     train.main(tiny(tmp_path, **MATCHER_ONLY))
     # 3 epochs of 3 steps, one call per embedding branch and step, all with the step's weight.

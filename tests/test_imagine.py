@@ -9,15 +9,15 @@ from PIL import Image
 import demo
 import train
 from config import ImagineConfig, LookConfig, ModelConfig
-from data.datasets import normalize_uint8
-from runfolder.checkpoint import save_atomic
-from data.datasets import gan_images
-from training.imagine import Critic, generator_terms
-from runfolder.folder import load_trained
+from data.datasets import gan_images, normalize_uint8
 from evaluation.synthesis import diversity, image_grid, imagine, save_png
 from models import ModelError
 from models.lim import LIM
+from runfolder.checkpoint import save_atomic
+from runfolder.folder import load_trained
 from tests.test_train import tiny
+from training.imagine import Critic, generator_terms
+from training.loop import TrainingError
 
 GAN = ImagineConfig(image_size=32, c_dim=8, z_dim=6, g_width=4, d_width=4, batch_pairs=0)
 
@@ -190,5 +190,5 @@ def test_a_non_finite_discriminator_loss_stops_training_without_updating_d(tmp_p
         return {**terms, "total": terms["total"] * float("nan")}
 
     monkeypatch.setattr(training.imagine, "discriminator_loss", nan_loss)
-    with pytest.raises(train.TrainingError, match="non-finite loss at epoch 1.*'d_loss': nan"):
+    with pytest.raises(TrainingError, match="non-finite loss at epoch 1.*'d_loss': nan"):
         train.main(tiny(tmp_path))

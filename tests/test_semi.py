@@ -11,11 +11,12 @@ from data import load_split
 from data.labelled import labelled_captions, labelled_ids, labelled_images, unlabelled_ids
 from data.records import DataError
 from evaluation.captioning import distinctiveness, fluency
-from runfolder.checkpoint import CheckpointError, load_checkpoint
-from training.stage2 import matcher_reward, sampled_caption_ids
 from models.matcher import Matcher
 from models.similarity import similarity
+from runfolder.checkpoint import CheckpointError, load_checkpoint
 from tests.test_train import tiny
+from training.loop import epoch_caption_indices
+from training.stage2 import matcher_reward, sampled_caption_ids
 
 
 def test_labelled_images_are_deterministic_and_sized():
@@ -36,7 +37,7 @@ def test_epochs_draw_only_labelled_captions_at_full_length(tmp_path):
     kept = set(labelled_ids(split).tolist())
     assert len(kept) == 12 and set(unlabelled_ids(split).tolist()) == set(range(48)) - kept
     for one_per_image in (True, False):
-        idx = train.epoch_caption_indices(split, one_per_image, epoch=1, seed=0)
+        idx = epoch_caption_indices(split, one_per_image, epoch=1, seed=0)
         assert len(idx) == (48 if one_per_image else 48 * 5)
         assert set((idx // 5).tolist()) == kept  # every labelled image, nothing else
     assert set(labelled_captions(split)) == {c for i in kept for c in split.captions[i]}
@@ -142,8 +143,8 @@ def test_stage2_trains_the_decoder_only_and_reports_both_stages(tmp_path):
     semi = report["semi"]
     assert semi["labelled_images"] == 12 and semi["stage1"]["checkpoint"] == "last.pt"
     assert semi["stage2"]["checkpoint"] == "stage2.pt"
-    from runfolder.folder import load_trained
     from evaluation.captioning import evaluate_captions
+    from runfolder.folder import load_trained
     cfg, vocab, model, _ = load_trained(str(run), str(run / "stage2.pt"))
     again = evaluate_captions(model, load_split(cfg.data, "test"), vocab, cfg.data, torch.device("cpu"),
                               cfg.look.beam_size, progress=False, meteor=False)

@@ -11,9 +11,11 @@ import torch
 
 import evaluate
 import train
+from losses.ranking import RankingLoss
+from metrics.retrieval import recall_metrics
 from runfolder.checkpoint import CheckpointError, load_checkpoint
 from runfolder.folder import load_trained
-from metrics.retrieval import recall_metrics
+from training.loop import TrainingError, epoch_caption_indices
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -117,8 +119,8 @@ def test_bad_run_folders(tmp_path):
 
 
 def test_non_finite_loss_stops_with_a_clear_message(tmp_path, monkeypatch):
-    monkeypatch.setattr(train.RankingLoss, "forward", lambda self, *a, **k: torch.tensor(float("nan"), requires_grad=True))
-    with pytest.raises(train.TrainingError, match="non-finite loss at epoch 1"):
+    monkeypatch.setattr(RankingLoss, "forward", lambda self, *a, **k: torch.tensor(float("nan"), requires_grad=True))
+    with pytest.raises(TrainingError, match="non-finite loss at epoch 1"):
         train.main(tiny(tmp_path))
 
 
@@ -126,10 +128,10 @@ def test_epoch_indices_one_caption_per_image():
     from data.records import ArrayImages, Split
 
     split = Split("train", ArrayImages(np.zeros((10, 2, 2, 3), np.uint8)), [[f"c{i}{j}" for j in range(5)] for i in range(10)])
-    idx = train.epoch_caption_indices(split, True, epoch=3, seed=0)
+    idx = epoch_caption_indices(split, True, epoch=3, seed=0)
     assert sorted(idx // 5) == list(range(10))
-    assert not np.array_equal(idx, train.epoch_caption_indices(split, True, epoch=4, seed=0))
-    assert sorted(train.epoch_caption_indices(split, False, 0, 0)) == list(range(50))
+    assert not np.array_equal(idx, epoch_caption_indices(split, True, epoch=4, seed=0))
+    assert sorted(epoch_caption_indices(split, False, 0, 0)) == list(range(50))
 
 
 def test_ddp_two_cpu_processes(tmp_path):

@@ -36,14 +36,14 @@ def test_vsepp_ramps_to_the_hardest_negative_after_a_warm_up():
 def test_custom_preset_trains_on_every_caption_with_a_ramp():
     import numpy as np
 
-    import train
     from data.records import ArrayImages, Split
+    from training.loop import epoch_caption_indices
 
     cfg = preset("custom")
     assert cfg.train.one_caption_per_image is False
     split = Split("train", ArrayImages(np.zeros((6, 4, 4, 3), np.uint8), name="toy"),
                   [[f"caption {i} {j}" for j in range(5)] for i in range(6)], "toy")
-    epoch = train.epoch_caption_indices(split, cfg.train.one_caption_per_image, 0, cfg.train.seed)
+    epoch = epoch_caption_indices(split, cfg.train.one_caption_per_image, 0, cfg.train.seed)
     assert sorted(epoch.tolist()) == list(range(30))  # an epoch is every caption of every image, once
     assert cfg.loss.max_violation and cfg.loss.hard_ramp_epochs > 0 and cfg.loss.warmup_epochs > 0
     assert cfg.look.rerank_captions and cfg.look.beam_size > 3
