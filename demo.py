@@ -33,10 +33,10 @@ from data.vocab import tokenize
 from evaluation.captioning import decode_images
 from evaluation.fused import PairScorer
 from evaluation.retrieval import encode_split
-from evaluation.synthesis import image_grid, imagine, save_png
 from models import ModelError
 from runfolder.checkpoint import CheckpointError
 from runfolder.folder import load_trained, require_decoder
+from synthesis.sampling import image_grid, imagine, save_png
 
 
 def caption_images(run_dir: str, paths: Sequence[str], beam: Optional[int] = None, checkpoint: str = "best",

@@ -45,11 +45,11 @@ from evaluation.report import ReportOptions, measure
 from evaluation.report_html import write_html_report
 from evaluation.report_md import markdown_table, write_report
 from evaluation.retrieval import PROTOCOLS
-from evaluation.synthesis_metrics import evaluate_synthesis
 from metrics.retrieval import recall_metrics, recall_metrics_folds
 from models import ModelError
 from runfolder.checkpoint import CheckpointError
 from runfolder.folder import RunFolder, load_trained, require_decoder
+from synthesis.evaluator import evaluate_synthesis
 from training.distributed import setup
 
 __all__ = ["evaluate", "main", "recall_metrics", "recall_metrics_folds"]
@@ -117,7 +117,7 @@ def evaluator_distinctiveness(evaluator: str, run_dir: str, results: str, data, 
     import json
 
     from evaluation.captioning import distinctiveness
-    from evaluation.synthesis_metrics import load_evaluator
+    from synthesis.evaluator import load_evaluator
 
     ecfg, evocab, emodel = load_evaluator(evaluator, run_dir)
     captions = [r["caption"] for r in sorted(json.load(open(results)), key=lambda r: r["image_id"])]

@@ -17,6 +17,7 @@ from models.lim import LIM
 from models.matcher import BRANCHES
 from models.modality import modality_accuracy, probe_accuracy
 from runfolder.folder import RunFolder, load_trained
+from synthesis.sampling import save_png, split_grid
 
 from .captioning import evaluate_captions
 from .nn_captioner import nearest_neighbour_section
@@ -24,7 +25,6 @@ from .report_html import write_html_report
 from .report_md import markdown_table, retrieval_section, write_report
 from .retrieval import encode_split, evaluate_retrieval
 from .swaps import binding_queries, swap_accuracy
-from .synthesis import save_png, split_grid
 from .wrong_pairs import wrong_pairs_section
 
 # Imagined-image grids: this many captions (the first caption of the first images), images per caption.

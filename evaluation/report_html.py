@@ -20,9 +20,9 @@ from PIL import Image
 from data.atomic import write_text_atomic
 from data.records import Split
 from metrics.retrieval import ranks_i2t, ranks_t2i
+from synthesis.sampling import split_grid
 
 from .report_md import COLLAPSE_SHARE, RECALL_KEYS
-from .synthesis import split_grid
 
 THUMB = 96  # px, longer side of a thumbnail
 CURVE_K = 50

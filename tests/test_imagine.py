@@ -10,11 +10,11 @@ import demo
 import train
 from config import ImagineConfig, LookConfig, ModelConfig
 from data.datasets import gan_images, normalize_uint8
-from evaluation.synthesis import diversity, image_grid, imagine, save_png
 from models import ModelError
 from models.lim import LIM
 from runfolder.checkpoint import save_atomic
 from runfolder.folder import load_trained
+from synthesis.sampling import diversity, image_grid, imagine, save_png
 from tests.test_train import tiny
 from training.imagine import Critic, generator_terms
 from training.loop import TrainingError

@@ -7,11 +7,11 @@ import torch
 
 import evaluate
 import train
-from runfolder.checkpoint import CheckpointError
-from evaluation.synthesis_metrics import load_evaluator
 from losses.gan import generated_match_loss
 from metrics.synthesis import (candidate_sets, frechet_distance, frechet_from_stats, gaussian_stats, published_fid_is,
                                r_precision)
+from runfolder.checkpoint import CheckpointError
+from synthesis.evaluator import load_evaluator
 from tests.test_train import tiny
 
 

@@ -19,11 +19,11 @@ from data.vocab import Vocabulary
 from evaluation.captioning import generate_captions
 from evaluation.report import GRID_CAPTIONS, GRID_SAMPLES
 from evaluation.retrieval import evaluate_retrieval
-from evaluation.synthesis import split_grid
 from losses.ranking import RankingLoss
 from models.lim import LIM
 from runfolder.checkpoint import CheckpointError
 from runfolder.folder import RunFolder
+from synthesis.sampling import split_grid
 
 from . import distributed
 from .imagine import Critic

@@ -16,7 +16,7 @@ from models.lim import LIM
 from runfolder.checkpoint import CheckpointError
 from runfolder.folder import RunFolder, load_trained
 
-from .synthesis import imagine, to_uint8
+from .sampling import imagine, to_uint8
 
 FRECHET_NOTE = ("Frechet distance between Gaussians fitted to the evaluator's grounded image embeddings of "
                 "generated and real test images; NOT the published FID (that needs Inception-v3 features: "
