@@ -160,6 +160,9 @@ def _check_out_dir(out_dir: str) -> None:
 
 
 def _check_cross_keys(cfg: Config) -> None:
+    if cfg.imagine.lambda_t2i > 0 and cfg.model.image_encoder == "precomp":
+        raise ConfigError("imagine.lambda_t2i > 0 needs images to discriminate, but model.image_encoder=precomp sees "
+                          "only precomputed features: set imagine.lambda_t2i=0")
     if cfg.loss.imagined_weight > 0 and cfg.imagine.lambda_t2i <= 0:
         raise ConfigError("loss.imagined_weight > 0 needs the text-to-image GAN to imagine the negatives, but it is "
                           "switched off (imagine.lambda_t2i=0); train with imagine.lambda_t2i=1")

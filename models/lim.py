@@ -9,7 +9,6 @@ import torch.nn as nn
 from config import ImagineConfig, LookConfig, ModelConfig
 
 from .caption_decoder import CaptionDecoder
-from .image_encoder import ModelError
 from .matcher import BRANCHES, Matcher
 from .modality import branch_vectors, reverse_gradient
 from .t2i_gan import TextToImage
@@ -33,10 +32,7 @@ class LIM(nn.Module):
             self.decoder = CaptionDecoder(vocab_size, model.embed_dim, look.word_dim, look.hidden, look.dropout,
                                           look.max_len)
         self.imagine: Optional[TextToImage] = None
-        if imagine.lambda_t2i > 0:
-            if model.image_encoder == "precomp":
-                raise ModelError("imagine.lambda_t2i > 0 needs images to discriminate, but model.image_encoder="
-                                 "precomp sees only precomputed features: set imagine.lambda_t2i=0")
+        if imagine.lambda_t2i > 0:  # config.checks refuses it with precomputed features (no pixels)
             self.imagine = TextToImage(model.embed_dim, imagine.c_dim, imagine.z_dim, imagine.image_size,
                                        imagine.g_width)
 

@@ -12,7 +12,7 @@ from PIL import Image
 import demo
 import evaluate
 import train
-from config import ConfigError
+from config import ConfigError, load_config
 from data import DataError
 from data.__main__ import main as data_main
 from data.check import check_dataset
@@ -211,3 +211,10 @@ def test_evaluate_and_audit_refuse_an_unwritable_out_before_the_work(reported_ru
         evaluate.evaluate(str(reported_run), out="/proc/no/such/eval.json", progress=False)
     with pytest.raises(DataError, match="cannot write /proc/no/such/audit_train.json"):
         audit.audit(str(reported_run), out="/proc/no/such", progress=False)
+
+
+def test_cross_key_rules_live_in_the_config_checks():
+    with pytest.raises(ConfigError, match="model.image_encoder=precomp"):
+        load_config(None, ["model.image_encoder=precomp", "data.name=precomp", "data.precomp_dir=x"])
+    with pytest.raises(ConfigError, match="loss.imagined_weight"):
+        load_config(None, ["loss.imagined_weight=1", "imagine.lambda_t2i=0"])
