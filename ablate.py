@@ -36,6 +36,8 @@ from data.atomic import write_json_atomic, write_text_atomic
 from models import ModelError
 from runfolder.checkpoint import CheckpointError, config_differences, load_checkpoint
 from runfolder.folder import RunFolder
+from training.loop import TrainingError
+from training.resume import RESUMABLE_KEYS
 
 ROWS = (
     ("embedding", "embedding only", ["look.lambda_i2t=0", "imagine.lambda_t2i=0"]),
@@ -53,7 +55,7 @@ BEYOND_ROWS = (
     ("semi10", "full, 10% labelled + stage 2", ["data.labelled_fraction=0.1", "semi.stage2_epochs=3"]),
 )
 # Keys that may differ between a reused run folder and the row's config.
-IGNORED_KEYS = ("train.out_dir",) + train.RESUMABLE_KEYS
+IGNORED_KEYS = ("train.out_dir",) + RESUMABLE_KEYS
 
 
 def beyond_rows(beyond: bool, names: Optional[str]) -> tuple:
@@ -223,6 +225,6 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
 if __name__ == "__main__":
     try:
         main()
-    except (ConfigError, DataError, ModelError, CheckpointError, train.TrainingError) as err:
+    except (ConfigError, DataError, ModelError, CheckpointError, TrainingError) as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)

@@ -108,8 +108,10 @@ class LossConfig:
     mined_negatives: int = 0
     # Generated hard negatives (Suris et al., CVPR 2019): each caption with one colour, shape, size or
     # relation word swapped is a negative for its image, hinge-ranked below the true caption with this
-    # weight (0: off), from epoch contrast_start_epoch on (a curriculum: easy negatives first).
-    contrast_weight: float = 0.0
+    # weight (0: off), from epoch contrast_start_epoch on (a curriculum: easy negatives first). On for
+    # Shapes, whose words these are (3 seeds: test rsum 354.3 vs 342.8 without, attribute binding
+    # 57.5% vs 51.7%; README); the presets for other data switch it off.
+    contrast_weight: float = 0.6
     contrast_start_epoch: int = 0  # also when imagined negatives start
     # The generator's image of each swapped caption as a negative for the original caption (caption
     # as query), hinge-weighted by this (0: off; needs the GAN), on the first imagined_pairs pairs.

@@ -137,7 +137,7 @@ def test_imagined_negatives_train_the_matcher_not_the_generator(tmp_path):
     from training.steps import PairState, contrast_terms
 
     cfg = load_config(None, tiny(tmp_path, **{"loss.imagined_weight": 2.0, "loss.margin": 100.0,
-                                              "look.lambda_i2t": 0}))
+                                              "loss.contrast_weight": 0.0, "look.lambda_i2t": 0}))
     texts = ["a red circle", "a large blue square", "there is nothing"]
     vocab = build_vocab(texts + ["a green triangle small"])
     torch.manual_seed(0)

@@ -10,7 +10,6 @@ import demo
 import train
 from config import ImagineConfig, LookConfig, ModelConfig
 from data.datasets import gan_images, normalize_uint8
-from models import ModelError
 from models.lim import LIM
 from runfolder.checkpoint import save_atomic
 from runfolder.folder import load_trained
@@ -54,8 +53,10 @@ def test_lim_imagines_the_first_n_captions():
 
 
 def test_precomputed_features_cannot_train_the_gan():
-    with pytest.raises(ModelError, match="imagine.lambda_t2i=0"):
-        LIM(ModelConfig(image_encoder="precomp"), LookConfig(lambda_i2t=0), ImagineConfig(), 20, image_feature_dim=10)
+    from config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match="imagine.lambda_t2i=0"):
+        load_config(None, ["model.image_encoder=precomp", "data.name=precomp", "data.precomp_dir=x"])
 
 
 def test_generator_terms_reach_the_text_encoder_but_not_d_or_the_image_encoder():

@@ -33,6 +33,8 @@ def save_checkpoint(path: str, model, optimizers: dict, scheduler, cfg: Config, 
                                                "optimizer": critic.optimizer.state_dict(), "skipped": critic.skipped},
         "scheduler": scheduler.state_dict(),
         "pair_losses": None if record is None else record.state_dict(),
+        # the contrast captions' swap choices: without it a resumed run would draw other swaps
+        "pair_rng": None if pairs is None else pairs.rng.bit_generator.state,
         "config": to_dict(cfg),
         "vocab": vocab.words,
         "image_feature_dim": feature_dim,
@@ -60,6 +62,8 @@ def resume_state(folder: RunFolder, cfg: Config, model, optimizers: dict, schedu
         critic.skipped = ckpt["critic"]["skipped"]
     if pairs is not None and pairs.record is not None and ckpt.get("pair_losses") is not None:
         pairs.record.load_state_dict(ckpt["pair_losses"])
+    if pairs is not None and ckpt.get("pair_rng") is not None:  # checkpoints from before it was kept have none
+        pairs.rng.bit_generator.state = ckpt["pair_rng"]
     set_rng_state(ckpt["rng"])
     state = {k: ckpt[k] for k in ("epoch", "step", "best_rsum", "best_epoch", "seconds")}
     print(f"resuming from {folder.checkpoint('last')}: epoch {state['epoch'] + 1} of {cfg.train.epochs} done, "
