@@ -6,9 +6,9 @@
     python demo.py retrieve RUN_DIR (--text "TEXT" | --image PATH) [-k 5] [--split test]
 
 ``caption`` prints one caption per image file (any format and mode PIL reads); an unreadable file
-is named on stderr and the others are still captioned (exit 1, or 2 when none could be read). ``imagine`` draws
-``n`` images from a caption with the run's text-to-image GAN and writes them as one PNG grid; the
-seed fixes the noise, so another seed gives other images. ``score`` reads one
+is named on stderr and the others are still captioned (exit 1, or 2 when none could be read).
+``imagine`` draws ``n`` images from a caption with the run's text-to-image GAN and writes them as
+one PNG grid; the seed fixes the noise, so another seed gives other images. ``score`` reads one
 ``{"image": path, "caption": text}`` per line (relative paths are under the JSONL's folder) and
 gives each pair its fused score and a suspect flag (threshold fitted on the run's val split); a bad
 line (not JSON, a missing image, an empty caption) is named with its line number and the others

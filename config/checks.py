@@ -156,7 +156,8 @@ def _check_out_dir(out_dir: str) -> None:
         os.close(fd)
         os.remove(path)
     except OSError as err:
-        raise ConfigError(f"train.out_dir={out_dir!r}: cannot create a file in {probe} ({err.strerror or err})") from None
+        raise ConfigError(f"train.out_dir={out_dir!r}: cannot create a file in {probe} "
+                          f"({err.strerror or err})") from None
 
 
 def _check_cross_keys(cfg: Config) -> None:

@@ -109,11 +109,11 @@ def preflight(cfg: DataConfig, splits: list[Split]) -> None:
     """Before training: decode every image of the splits a run will touch, so a bad file stops the
     run before its first step rather than midway. A pass is remembered (in the cache folder, keyed
     by every file's path, size and modification time), so a rerun on unchanged data is quick."""
-    files = [(split, p) for split in splits if isinstance(split.images, FileImages) for p in split.images.paths]
+    files = [p for split in splits if isinstance(split.images, FileImages) for p in split.images.paths]
     if not files:
         return
     key = hashlib.sha256()
-    for _, path in files:
+    for path in files:
         try:
             st = os.stat(path)
             key.update(f"{path}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
