@@ -3,7 +3,11 @@
     python demo.py caption RUN_DIR IMAGE [IMAGE ...] [--beam 3] [--checkpoint best]
     python demo.py imagine RUN_DIR "TEXT" [-n 8] [--seed 0] --out grid.png [--checkpoint best]
     python demo.py score RUN_DIR PAIRS.jsonl [--out scores.jsonl] [--checkpoint best]
-    python demo.py retrieve RUN_DIR (--text "TEXT" | --image PATH) [-k 5] [--split test]
+    python demo.py retrieve RUN_DIR (--text "TEXT" | --image PATH) [-k 5] [--split test] [--json]
+    python demo.py index RUN_DIR FOLDER --out GALLERY.h5 [--batch-size 64] [--workers 0] [--ann hnsw|ivf]
+    python demo.py index RUN_DIR --captions FILE --out GALLERY.h5
+    python demo.py retrieve RUN_DIR --gallery GALLERY.h5 (--text "TEXT" | --image PATH) [-k 10] [--json] [--rerank K]
+    python demo.py export GALLERY.h5 --format npy --out DIR
 
 ``caption`` prints one caption per image file (any format and mode PIL reads); an unreadable file
 is named on stderr and the others are still captioned (exit 1, or 2 when none could be read).
@@ -14,6 +18,12 @@ gives each pair its fused score and a suspect flag (threshold fitted on the run'
 line (not JSON, a missing image, an empty caption) is named with its line number and the others
 are still scored. ``retrieve`` searches a split's gallery: the images for a text, or the captions
 for an image file, by embedding similarity.
+
+``index`` encodes every image file under FOLDER (recursively) once into a gallery file (HDF5, layout
+in gallery/store.py); run again, it encodes only new or changed files. ``retrieve --gallery``
+searches it (a text finds images; an image finds the captions of a ``--captions`` gallery);
+``--rerank K`` re-orders the top K images of a text by the fused score. ``export`` writes a
+gallery's vectors as .npy files.
 """
 from __future__ import annotations
 
@@ -33,6 +43,8 @@ from data.vocab import tokenize
 from evaluation.captioning import decode_images
 from evaluation.fused import PairScorer
 from evaluation.retrieval import encode_split
+from gallery import EXPORT_FORMATS, GalleryError, describe, export_gallery, index_folder, retrieve_gallery
+from gallery.ann import ANN_KINDS
 from models import ModelError
 from runfolder.checkpoint import CheckpointError
 from runfolder.folder import load_trained, require_decoder
@@ -204,21 +216,53 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     sco.add_argument("--out", help="also write the results as JSONL here")
     sco.add_argument("--checkpoint", default="best")
     sco.add_argument("--device", default="cpu")
-    ret = sub.add_parser("retrieve", help="search a split's gallery with a text or an image")
+    ret = sub.add_parser("retrieve", help="search a split, or an indexed gallery, with a text or an image")
     ret.add_argument("run_dir")
     query = ret.add_mutually_exclusive_group(required=True)
     query.add_argument("--text", help="find the images for this caption")
     query.add_argument("--image", help="find the captions for this image file")
-    ret.add_argument("-k", type=int, default=5)
+    ret.add_argument("-k", type=int, help="results to show (default 10 with --gallery, else 5)")
     ret.add_argument("--split", default="test", choices=("train", "val", "test"))
+    ret.add_argument("--gallery", help="search this gallery file (made by `demo.py index`) instead of a split")
+    ret.add_argument("--json", action="store_true", help="one JSON object per line, best first")
+    ret.add_argument("--rerank", type=int, default=0, metavar="K",
+                     help="re-order the top K images of a text query by the fused score (gallery search)")
+    ret.add_argument("--fused-weight", type=float, help="the embedding's share of the fused score (default: picked "
+                     "on the run's val split)")
+    ret.add_argument("--exact", action="store_true", help="scan the whole gallery even if it has an approximate index")
     ret.add_argument("--checkpoint", default="best")
     ret.add_argument("--device", default="cpu")
+    idx = sub.add_parser("index", help="encode every image under a folder (or a caption file) into a gallery file")
+    idx.add_argument("run_dir")
+    idx.add_argument("folder", nargs="?", help="folder of images (searched recursively)")
+    idx.add_argument("--captions", help="index the lines of this text file (one caption each) instead of images")
+    idx.add_argument("--out", required=True, help="the gallery file to write (HDF5)")
+    idx.add_argument("--batch-size", type=int, default=64)
+    idx.add_argument("--workers", type=int, default=0, help="image-decoding worker processes")
+    idx.add_argument("--dtype", default="float32", choices=("float32", "float16"), help="how vectors are stored")
+    idx.add_argument("--ann", choices=ANN_KINDS, help="also build a faiss index (pip install -e \".[faiss]\")")
+    idx.add_argument("--save-every", type=float, default=60.0, metavar="SECONDS",
+                     help="save the work so far to GALLERY.partial this often (a killed run resumes from it)")
+    idx.add_argument("--checkpoint", default="best")
+    idx.add_argument("--device", default="cpu")
+    exp = sub.add_parser("export", help="write a gallery's vectors as plain arrays")
+    exp.add_argument("gallery")
+    exp.add_argument("--format", default="npy", choices=EXPORT_FORMATS)
+    exp.add_argument("--out", required=True, help="folder for the arrays")
     args = parser.parse_args(argv)
     try:
         if args.command == "retrieve":
-            for rank, (score, index, name) in enumerate(retrieve(args.run_dir, args.text, args.image, args.k,
-                                                                 args.split, args.checkpoint, args.device), 1):
-                print(f"{rank}\t{score:.4f}\t{index}\t{name}")
+            return print_retrieved(args)
+        if args.command == "index":
+            result = index_folder(args.run_dir, args.folder, args.out, args.captions, args.checkpoint,
+                                  args.batch_size, args.workers, args.device, args.dtype, args.ann,
+                                  save_every=args.save_every)
+            print(f"indexed {result.encoded} new or changed, kept {result.reused}, skipped {len(result.skipped)} "
+                  f"unreadable; {describe(args.out)}")
+            return 0
+        if args.command == "export":
+            for path in export_gallery(args.gallery, args.out, args.format):
+                print(path)
             return 0
         if args.command == "score":
             if args.out:
@@ -235,9 +279,28 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         for error in errors:
             print(f"error: {error}", file=sys.stderr)
         return 0 if not errors else (1 if captions else 2)
-    except (CheckpointError, DataError, ModelError) as err:
+    except (CheckpointError, DataError, ModelError, GalleryError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+
+
+def print_retrieved(args) -> int:
+    """``retrieve``: a split (tab-separated rank, score, index, item) or a gallery (rank, score,
+    item); ``--json`` prints one object per line instead."""
+    if args.gallery is None:
+        if args.rerank or args.exact or args.fused_weight is not None:
+            raise DataError("--rerank, --exact and --fused-weight go with --gallery")
+        field = "path" if args.text is not None else "caption"
+        rows = [{"rank": rank, "score": round(score, 6), "index": index, field: name}
+                for rank, (score, index, name) in enumerate(retrieve(args.run_dir, args.text, args.image,
+                                                                     args.k or 5, args.split, args.checkpoint,
+                                                                     args.device), 1)]
+    else:
+        rows = retrieve_gallery(args.run_dir, args.gallery, args.text, args.image, args.k or 10, args.rerank,
+                                args.checkpoint, args.device, args.exact, args.fused_weight)
+    for row in rows:
+        print(json.dumps(row, ensure_ascii=False) if args.json else "\t".join(str(v) for v in row.values()))
+    return 0
 
 
 def print_scores(results: list[dict], errors: list[dict], scorer: PairScorer, out: Optional[str]) -> int:

@@ -30,6 +30,7 @@ setup(
     # fid: the published FID/IS (evaluate.py --inception-weights); the weights file is still the user's.
     # The tests run that path too, on random weights they make themselves.
     # icons: the SVG renderer of `python -m data build-icons` (it needs the system's libcairo).
-    extras_require={"test": ["pytest>=7", "torch-fidelity>=0.3", "selenium>=4.10", "cairosvg>=2.5"],
-                    "fid": ["torch-fidelity>=0.3"], "icons": ["cairosvg>=2.5"]},
+    # faiss: the approximate shortlist of `demo.py index --ann` (own-collection search).
+    extras_require={"test": ["pytest>=7", "torch-fidelity>=0.3", "selenium>=4.10", "cairosvg>=2.5", "faiss-cpu>=1.7"],
+                    "fid": ["torch-fidelity>=0.3"], "icons": ["cairosvg>=2.5"], "faiss": ["faiss-cpu>=1.7"]},
 )
