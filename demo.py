@@ -293,10 +293,10 @@ def print_retrieved(args) -> int:
         field = "path" if args.text is not None else "caption"
         rows = [{"rank": rank, "score": round(score, 6), "index": index, field: name}
                 for rank, (score, index, name) in enumerate(retrieve(args.run_dir, args.text, args.image,
-                                                                     args.k or 5, args.split, args.checkpoint,
+                                                                     5 if args.k is None else args.k, args.split, args.checkpoint,
                                                                      args.device), 1)]
     else:
-        rows = retrieve_gallery(args.run_dir, args.gallery, args.text, args.image, args.k or 10, args.rerank,
+        rows = retrieve_gallery(args.run_dir, args.gallery, args.text, args.image, 10 if args.k is None else args.k, args.rerank,
                                 args.checkpoint, args.device, args.exact, args.fused_weight)
     for row in rows:
         print(json.dumps(row, ensure_ascii=False) if args.json else "\t".join(str(v) for v in row.values()))
