@@ -291,13 +291,13 @@ def print_retrieved(args) -> int:
         if args.rerank or args.exact or args.fused_weight is not None:
             raise DataError("--rerank, --exact and --fused-weight go with --gallery")
         field = "path" if args.text is not None else "caption"
+        found = retrieve(args.run_dir, args.text, args.image, 5 if args.k is None else args.k, args.split,
+                         args.checkpoint, args.device)
         rows = [{"rank": rank, "score": round(score, 6), "index": index, field: name}
-                for rank, (score, index, name) in enumerate(retrieve(args.run_dir, args.text, args.image,
-                                                                     5 if args.k is None else args.k, args.split, args.checkpoint,
-                                                                     args.device), 1)]
+                for rank, (score, index, name) in enumerate(found, 1)]
     else:
-        rows = retrieve_gallery(args.run_dir, args.gallery, args.text, args.image, 10 if args.k is None else args.k, args.rerank,
-                                args.checkpoint, args.device, args.exact, args.fused_weight)
+        rows = retrieve_gallery(args.run_dir, args.gallery, args.text, args.image, 10 if args.k is None else args.k,
+                                args.rerank, args.checkpoint, args.device, args.exact, args.fused_weight)
     for row in rows:
         print(json.dumps(row, ensure_ascii=False) if args.json else "\t".join(str(v) for v in row.values()))
     return 0

@@ -26,7 +26,7 @@ from models.modes import eval_mode
 from runfolder.checkpoint import CheckpointError
 from runfolder.folder import RunFolder, load_trained
 
-from .ann import DEFAULT_SHORTLIST, ann_record, build_index, measure_recall
+from .ann import DEFAULT_SHORTLIST, MIN_RECALL, ann_record, build_index, tune
 from .files import IMAGE_EXTENSIONS, FileEntry, read_caption_file, scan_images
 from .store import DTYPES, Gallery, GalleryError, model_digest, read_gallery, write_gallery
 
@@ -196,13 +196,14 @@ def _ann_for(gallery: Gallery, cfg, vocab, model, dev, kind: str, shortlist: int
     """Build the faiss index and measure its recall@10 against the exact scan on sample queries."""
     index = build_index(gallery.vectors, gallery.branch_weights, gallery.measure, kind)
     sample, note = _recall_queries(gallery, cfg, vocab, model, dev)
-    recall = measure_recall(index, sample, gallery.vectors, gallery.branch_weights, gallery.measure, gallery.kind,
-                            min(shortlist, len(gallery)))
+    shortlist = min(shortlist, len(gallery))
+    effort, recall = tune(index, sample, gallery.vectors, gallery.branch_weights, gallery.measure, gallery.kind,
+                          shortlist)
     if progress:
-        verdict = "used" if recall >= 0.99 else "NOT used (below 0.99): queries scan exactly"
-        print(f"approximate index ({kind}): recall@10 {recall:.3f} against the exact scan on {note}; {verdict}",
-              file=sys.stderr)
-    return ann_record(index, kind, shortlist, recall, note)
+        verdict = "used" if recall >= MIN_RECALL else f"NOT used (below {MIN_RECALL}): queries scan exactly"
+        print(f"approximate index ({kind}, effort {effort}): recall@10 {recall:.3f} against the exact scan on {note}; "
+              f"{verdict}", file=sys.stderr)
+    return ann_record(index, kind, shortlist, effort, recall, note)
 
 
 SAMPLE_QUERIES = 200
@@ -221,8 +222,10 @@ def _recall_queries(gallery: Gallery, cfg, vocab, model, dev) -> tuple[dict[str,
         side = cap if gallery.kind == "images" else img
         n = len(next(iter(side.values())))
         pick = np.random.default_rng(0).choice(n, min(n, SAMPLE_QUERIES), replace=False)
-        return {b: v.numpy()[pick] for b, v in side.items()}, f"{len(pick)} of the run's val {'captions' if gallery.kind == 'images' else 'images'}"
+        what = "captions" if gallery.kind == "images" else "images"
+        return {b: v.numpy()[pick] for b, v in side.items()}, f"{len(pick)} of the run's val {what}"
     except (DataError, OSError, ValueError):
         n = len(gallery)
         pick = np.random.default_rng(0).choice(n, min(n, SAMPLE_QUERIES), replace=False)
-        return {b: v[pick] for b, v in gallery.vectors.items()}, f"{len(pick)} gallery items as queries (the run's val data is not readable here)"
+        note = f"{len(pick)} gallery items as queries (the run's val data is not readable here)"
+        return {b: v[pick] for b, v in gallery.vectors.items()}, note

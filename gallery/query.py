@@ -26,7 +26,7 @@ from runfolder.checkpoint import CheckpointError
 from runfolder.folder import load_trained, require_decoder
 
 from .ann import deserialize, shortlist_search, usable
-from .store import GalleryError, check_owner, model_digest, read_gallery
+from .store import GalleryError, check_owner, model_digest, read_gallery, vector_views
 from .topk import exact_search
 
 
@@ -59,10 +59,10 @@ def retrieve_gallery(run_dir: str, gallery: str, text: Optional[str] = None, ima
         query = _encode_query(model, cfg, vocab, text, image, run_dir, dev)
     want = max(k, rerank)
     with h5py.File(gallery, "r") as f:
-        vectors = {b: f["vectors"][b] for b in f["vectors"]}
+        vectors = vector_views(f, gallery)
         if usable(g.ann) and not exact:
             top_s, top_i = shortlist_search(deserialize(g.ann["index"]), query, vectors, g.branch_weights, g.measure,
-                                            g.kind, want, max(int(g.ann["shortlist"]), want))
+                                            g.kind, want, max(int(g.ann["shortlist"]), want), int(g.ann["effort"]))
         else:
             top_s, top_i = exact_search(query, vectors, g.branch_weights, g.measure, g.kind, want)
         top_s, top_i = top_s[0], top_i[0]
@@ -70,7 +70,7 @@ def retrieve_gallery(run_dir: str, gallery: str, text: Optional[str] = None, ima
         if rerank:
             require_decoder(model, "--rerank (its caption likelihood)", run_dir)
             head = np.sort(top_i[:rerank])
-            grounded = torch.from_numpy(np.asarray(f["vectors"]["grounded"][head], dtype=np.float32))
+            grounded = torch.from_numpy(np.asarray(vectors["grounded"][head], dtype=np.float32))
             order = np.searchsorted(head, top_i[:rerank])
             weight = fused_weight if fused_weight is not None else val_fused_weight(
                 gallery, g.model_sha256, model, cfg, vocab, rerank, dev)

@@ -56,7 +56,7 @@ def model_digest(matcher: torch.nn.Module) -> str:
 
 @dataclass
 class Gallery:
-    """A gallery in memory (the vectors may instead stay on disk: :func:`open_vectors`)."""
+    """A gallery in memory (the vectors may instead stay on disk: :func:`vector_views`)."""
 
     kind: str
     root: str
@@ -152,6 +152,21 @@ def read_gallery(path: str, vectors: bool = True) -> Gallery:
         raise GalleryError(f"cannot read gallery {path} ({str(err)[:200]}): it is truncated or not a "
                            f"gallery; {rebuild_hint(path)}") from None
     return g
+
+
+def vector_views(f, path: str) -> dict:
+    """The open gallery ``f``'s vectors per branch without reading them: a read-only memory map of
+    the file where HDF5 stored the dataset contiguously and uncompressed (as :func:`write_gallery`
+    does; a scan then reads the page cache directly, with no copy), else the h5py dataset."""
+    out = {}
+    for branch in f["vectors"]:
+        d = f["vectors"][branch]
+        offset = d.id.get_offset()
+        if offset is not None and d.chunks is None and d.compression is None and d.size:
+            out[branch] = np.memmap(path, mode="r", dtype=d.dtype, offset=offset, shape=d.shape)
+        else:
+            out[branch] = d
+    return out
 
 
 def _plain(v):

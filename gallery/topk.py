@@ -13,7 +13,7 @@ from typing import Iterable, Iterator, Mapping
 import numpy as np
 import torch
 
-from models.similarity import numba_available, order_similarity_numba, similarity
+from models.similarity import numba_available, order_similarity_array, similarity
 
 CHUNK_BYTES = 64 * 2**20  # gallery bytes read (and converted to float32) per chunk
 
@@ -50,25 +50,35 @@ def scores(query: Mapping[str, np.ndarray], items: Mapping[str, np.ndarray], wei
 
 
 def _order(images: np.ndarray, captions: np.ndarray) -> np.ndarray:
-    im, cap = torch.from_numpy(np.ascontiguousarray(images)), torch.from_numpy(np.ascontiguousarray(captions))
     if numba_available():
-        return order_similarity_numba(im, cap).numpy()
-    return similarity(im, cap, "order").numpy()
+        return order_similarity_array(images, captions)
+    return similarity(torch.from_numpy(np.array(images)), torch.from_numpy(np.array(captions)), "order").numpy()
 
 
-def _best_of_row(s: np.ndarray, offset: int, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The ``k`` best of one row of scores, plus every item tied with the k-th (so that a later
-    sort can keep the lowest indices among ties); NaN never wins."""
-    s = np.where(np.isnan(s), -np.inf, s)
-    if len(s) > k:
-        kth = np.partition(s, len(s) - k)[len(s) - k]
-        idx = np.flatnonzero(s >= kth)
-    else:
-        idx = np.arange(len(s))
-    return s[idx], idx + offset
+def _chunk_best(s: np.ndarray, offset: int, k: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per row of ``s (Q, n)``, its ``k`` best plus every item tied with its k-th (so that the
+    merge can keep the lowest indices among ties); NaN never wins. One partition for all rows."""
+    if np.isnan(s).any():
+        s = np.where(np.isnan(s), -np.inf, s)
+    n = s.shape[1]
+    if n <= k:
+        idx = np.arange(n)
+        return [(row, idx + offset) for row in s]
+    part = np.argpartition(s, n - k, axis=1)[:, n - k:]  # (Q, k): the k largest, in no order
+    vals = np.take_along_axis(s, part, 1)
+    kth = vals.min(axis=1)  # (Q,)
+    tied = np.flatnonzero((s >= kth[:, None]).sum(axis=1) > k)  # rows where ties cross the cut
+    out = [(vals[q], part[q] + offset) for q in range(s.shape[0])]
+    for q in tied:
+        idx = np.flatnonzero(s[q] >= kth[q])
+        out[q] = (s[q, idx], idx + offset)
+    return out
 
 
-def merge(best: tuple[np.ndarray, np.ndarray], new: tuple[np.ndarray, np.ndarray], k: int) -> tuple[np.ndarray, np.ndarray]:
+Hits = tuple[np.ndarray, np.ndarray]  # (scores, gallery indices)
+
+
+def merge(best: Hits, new: Hits, k: int) -> Hits:
     """Keep the ``k`` best of two candidate sets: higher score first, the lower index among equal scores."""
     s = np.concatenate([best[0], new[0]])
     i = np.concatenate([best[1], new[1]])
@@ -83,8 +93,8 @@ def topk_chunks(chunks: Iterable[tuple[int, np.ndarray]], n_queries: int, k: int
         raise ValueError(f"k must be at least 1, got {k}")
     best = [(np.zeros(0, np.float32), np.zeros(0, np.int64)) for _ in range(n_queries)]
     for offset, s in chunks:
-        for q in range(n_queries):
-            best[q] = merge(best[q], _best_of_row(s[q], offset, k), k)
+        for q, hits in enumerate(_chunk_best(s, offset, k)):
+            best[q] = merge(best[q], hits, k)
     width = min(len(b[0]) for b in best) if best else 0
     return np.stack([b[0][:width] for b in best]), np.stack([b[1][:width] for b in best])
 
@@ -99,7 +109,7 @@ def iter_chunks(vectors: Mapping[str, "np.ndarray"], rows: int, start: int = 0,
 
 
 def exact_search(query: Mapping[str, np.ndarray], vectors: Mapping[str, "np.ndarray"], weights: Mapping[str, float],
-                 measure: str, gallery_kind: str, k: int, chunk_bytes: int = CHUNK_BYTES) -> tuple[np.ndarray, np.ndarray]:
+                 measure: str, gallery_kind: str, k: int, chunk_bytes: int = CHUNK_BYTES) -> Hits:
     """Exact top ``k`` of every query over the whole gallery, ``chunk_bytes`` of it at a time."""
     used = {b: v for b, v in vectors.items() if weights.get(b)}
     dim = sum(v.shape[1] for v in used.values())

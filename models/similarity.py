@@ -187,10 +187,15 @@ def order_similarity_numba(images: torch.Tensor, captions: torch.Tensor) -> torc
 
     Extra memory is the ``(N, M)`` output only (plus contiguous copies of non-contiguous inputs).
     """
+    return torch.from_numpy(order_similarity_array(images.detach().numpy(), captions.detach().numpy()))
+
+
+def order_similarity_array(images: np.ndarray, captions: np.ndarray) -> np.ndarray:
+    """:func:`order_similarity_numba` on numpy arrays (read-only ones too, such as memory maps)."""
     if numba is None:
         raise RuntimeError("numba is not installed (pip install numba)")
-    im = np.ascontiguousarray(images.detach().numpy())  # (N, D)
-    cap = np.ascontiguousarray(captions.detach().numpy())  # (M, D)
+    im = np.ascontiguousarray(images)  # (N, D)
+    cap = np.ascontiguousarray(captions)  # (M, D)
     out = np.empty((im.shape[0], cap.shape[0]), dtype=im.dtype)  # (N, M)
     if out.size:
         # Caption tiles of ~128 KB stay in L2 while a tile of images streams over them; image tiles
@@ -199,7 +204,7 @@ def order_similarity_numba(images: torch.Tensor, captions: torch.Tensor) -> torc
         threads = numba.get_num_threads()
         im_tile = max(1, min(64, math.ceil(im.shape[0] / (4 * threads))))
         _order_kernel(im, cap, out, im_tile, cap_tile)
-    return torch.from_numpy(out)
+    return out
 
 
 if numba is not None:

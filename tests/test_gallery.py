@@ -94,7 +94,8 @@ def test_text_query_ranks_like_the_embedding_and_json_is_sorted(reported_run, fo
     assert [r["path"] for r in rows] == [g.items[j] for j in expect]
     np.testing.assert_allclose([r["score"] for r in rows], sims[expect], rtol=1e-4, atol=1e-6)
     capsys.readouterr()
-    assert demo.main(["retrieve", str(reported_run), "--gallery", out, "--text", "a red circle", "--json", "-k", "4"]) == 0
+    args = ["retrieve", str(reported_run), "--gallery", out, "--text", "a red circle", "--json", "-k", "4"]
+    assert demo.main(args) == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [r["rank"] for r in lines] == [1, 2, 3, 4]
     assert [r["score"] for r in lines] == sorted((r["score"] for r in lines), reverse=True)

@@ -14,7 +14,8 @@ def naive(query, vectors, weights, measure, kind, k):
     total = 0
     for b, w in weights.items():
         q, g = torch.from_numpy(query[b]).double(), torch.from_numpy(vectors[b]).double()
-        s = similarity(g, q, measure, backend="torch").T if kind == "images" else similarity(q, g, measure, backend="torch")
+        s = similarity(g, q, measure, backend="torch").T if kind == "images" else similarity(q, g, measure,
+                                                                                            backend="torch")
         total = total + w * s
     s = total.float().numpy()
     idx = [sorted(range(s.shape[1]), key=lambda j: (-s[q, j], j))[:k] for q in range(s.shape[0])]
