@@ -73,7 +73,8 @@ def caption_images(run_dir: str, paths: Sequence[str], beam: Optional[int] = Non
     with torch.no_grad():
         img = model.matcher.encode_images(torch.stack(images).to(device))
         captions = decode_images(model, img, vocab, beam or cfg.look.beam_size, cfg.look.rerank_captions,
-                                 cfg.data.max_caption_len)
+                                 cfg.data.max_caption_len, cfg.look.rerank_samples, cfg.look.rerank_temperature,
+                                 cfg.look.rerank_fluency_weight)
     return list(zip(good, captions)), errors
 
 

@@ -59,7 +59,8 @@ def evaluate(run_dir: str, split: str = "test", protocol: str = "auto", checkpoi
              device: str = "auto", out: Optional[str] = None, progress: bool = True, captions: bool = True,
              beam_size: Optional[int] = None, evaluator: Optional[str] = None,
              inception_weights: Optional[str] = None, seed: int = 0, mismatched: int = 99,
-             rerank: int = 0, html: bool = True, swap_test: bool = True, decode: Optional[str] = None) -> dict:
+             rerank: int = 0, html: bool = True, swap_test: bool = True, decode: Optional[str] = None,
+             samples: Optional[int] = None, fluency_weight: Optional[float] = None) -> dict:
     """Evaluate ``checkpoint`` of ``run_dir`` on ``split``; returns (and writes) the report.
 
     Retrieval always; captioning too when the run has a decoder (and ``captions`` is true), with
@@ -81,8 +82,8 @@ def evaluate(run_dir: str, split: str = "test", protocol: str = "auto", checkpoi
     data = load_split(cfg.data, split)
     # Captions go beside --out: the run's own files stay as training left them.
     results = os.path.splitext(out)[0] + "_captions.json" if model.decoder is not None and captions else None
-    opts = ReportOptions(protocol, captions, beam_size, None if decode is None else decode == "rerank", True, results,
-                         swap_test, progress)
+    opts = ReportOptions(protocol, captions, beam_size, None if decode is None else decode == "rerank", samples,
+                         fluency_weight, True, results, swap_test, progress)
     report, embeddings = measure(model, cfg, vocab, data, dev, RunFolder(run_dir).checkpoint(checkpoint), opts)
     if rerank:
         report["retrieval"]["fused"] = fused_section(model, cfg, vocab, data, embeddings, report["protocol"], rerank,
@@ -141,6 +142,10 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     parser.add_argument("--decode", choices=("beam", "rerank"),
                         help="captioning: the most likely beam, or the beam the matcher scores highest with the image "
                              "(default: the run's look.rerank_captions)")
+    parser.add_argument("--samples", type=int, help="with --decode rerank: captions sampled per image to join the "
+                                                    "beams as candidates (default: the run's look.rerank_samples)")
+    parser.add_argument("--fluency-weight", type=float, help="with --decode rerank: the decoder likelihood's share of a "
+                        "candidate's score (default: the run's look.rerank_fluency_weight)")
     parser.add_argument("--evaluator", help="run folder of a matcher trained WITHOUT the GAN; grades generated "
                                             "images (R-precision, Frechet distance in its embedding) and the "
                                             "distinctiveness of generated captions")
@@ -160,12 +165,17 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
         parser.error(f"--beam must be >= 1, got {args.beam}")
     if args.rerank < 0:
         parser.error(f"--rerank must be >= 0 (0: off), got {args.rerank}")
+    if args.samples is not None and args.samples < 0:
+        parser.error(f"--samples must be >= 0, got {args.samples}")
+    if args.fluency_weight is not None and args.fluency_weight < 0:
+        parser.error(f"--fluency-weight must be >= 0, got {args.fluency_weight}")
     if args.mismatched < 1:
         parser.error(f"--mismatched must be >= 1, got {args.mismatched}")
     report = evaluate(args.run_dir, args.split, args.protocol, args.checkpoint, args.device, args.out,
                       captions=not args.no_captions, beam_size=args.beam, evaluator=args.evaluator,
                       inception_weights=args.inception_weights, seed=args.seed, mismatched=args.mismatched,
-                      rerank=args.rerank, html=not args.no_html, swap_test=not args.no_swaps, decode=args.decode)
+                      rerank=args.rerank, html=not args.no_html, swap_test=not args.no_swaps, decode=args.decode,
+                      samples=args.samples, fluency_weight=args.fluency_weight)
     print(markdown_table(report), end="")
     return report
 

@@ -171,6 +171,11 @@ class LookConfig:
     # image (discriminative decoding; on real images the most likely beam tends to be one generic
     # caption for many images) instead of the most likely one.
     rerank_captions: bool = False
+    # With rerank_captions, also this many captions sampled per image (at rerank_temperature) join
+    # the beams as candidates: beams alone are near-copies of one generic caption.
+    rerank_samples: int = 0
+    rerank_temperature: float = 0.7
+    rerank_fluency_weight: float = 1.0  # the decoder's mean log-likelihood's share of a candidate's score
     # METEOR in the end-of-training report (its Java scorer takes ~15 s to start; evaluate.py always runs it).
     meteor: bool = True
 

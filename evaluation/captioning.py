@@ -13,7 +13,7 @@ from config import DataConfig
 from data.atomic import write_text_atomic
 from data.datasets import ImageDataset, collate_images, encode_texts, image_transform
 from data.records import Split
-from data.vocab import Vocabulary, tokenize
+from data.vocab import UNK, Vocabulary, tokenize
 from metrics.captioning import caption_metrics
 from models.caption_decoder import END
 from models.modes import eval_mode
@@ -55,9 +55,10 @@ def rerank_beams(matcher, img: dict, beams: list[list[str]], vocab: Vocabulary, 
 @torch.no_grad()
 def generate_captions(model, split: Split, vocab: Vocabulary, data_cfg: DataConfig, device: torch.device,
                       beam_size: int = 3, batch_size: int = 256, progress: bool = True,
-                      limit: Optional[int] = None, rerank: bool = False) -> list[str]:
+                      limit: Optional[int] = None, rerank: bool = False, samples: int = 0,
+                      temperature: float = 0.7, fluency_weight: float = 1.0) -> list[str]:
     """One caption per image (beam search on the grounded image embedding), in split order; with
-    ``rerank``, the finished beam the matcher scores highest with the image (see :func:`rerank_beams`)."""
+    ``rerank``, the candidate the matcher scores highest with the image (see :func:`decode_images`)."""
     require_decoder(model, "captioning")
     dataset = ImageDataset(split, image_transform(data_cfg, train=False))
     if limit is not None:
@@ -67,28 +68,69 @@ def generate_captions(model, split: Split, vocab: Vocabulary, data_cfg: DataConf
     with eval_mode(model):
         for x, _ in tqdm(loader, desc=f"caption {split.name}", disable=not progress, leave=False):
             captions += decode_images(model, model.matcher.encode_images(x.to(device)), vocab, beam_size, rerank,
-                                      data_cfg.max_caption_len)
+                                      data_cfg.max_caption_len, samples, temperature, fluency_weight)
     return captions
 
 
+def decode_options(look) -> dict:
+    """The run's decoding settings (``look.*``) as keyword arguments of :func:`generate_captions`."""
+    return {"rerank": look.rerank_captions, "samples": look.rerank_samples, "temperature": look.rerank_temperature,
+            "fluency_weight": look.rerank_fluency_weight}
+
+
+def _usable(caption: str) -> bool:
+    """A candidate worth offering: no ``<unk>`` and no repeated word pair ("a line drawing of a a line drawing")."""
+    words = caption.split()
+    pairs = list(zip(words, words[1:]))
+    return bool(words) and UNK not in words and len(pairs) == len(set(pairs))
+
+
 @torch.no_grad()
-def decode_images(model, img: dict, vocab: Vocabulary, beam_size: int, rerank: bool, max_len: int) -> list[str]:
+def decode_images(model, img: dict, vocab: Vocabulary, beam_size: int, rerank: bool, max_len: int,
+                  samples: int = 0, temperature: float = 0.7, fluency_weight: float = 1.0) -> list[str]:
     """Captions of a batch of images from their matcher embeddings ``img`` (the decoder reads the
-    grounded one): the most likely beam, or with ``rerank`` the finished beam the matcher prefers."""
+    grounded one): the most likely beam, or with ``rerank`` the candidate the matcher prefers
+    (:func:`rerank_beams`). The candidates are the finished beams and, with ``samples``, that many
+    captions sampled per image at ``temperature``; those with ``<unk>`` or a repeated word pair are
+    dropped while any other remains. Each candidate's fluency is the decoder's mean per-token
+    log-likelihood of it, times ``fluency_weight``."""
+    grounded = img["grounded"]
     if not rerank:
-        return [vocab.decode(row) for row in model.decoder.beam_search(img["grounded"], beam_size).cpu().tolist()]
-    tokens, scores, done = model.decoder.beam_search(img["grounded"], beam_size, all_beams=True)
-    beams, fluency = [], []
-    for rows, row_scores, finished in zip(tokens.cpu().tolist(), scores.cpu().tolist(), done.cpu().tolist()):
+        return [vocab.decode(row) for row in model.decoder.beam_search(grounded, beam_size).cpu().tolist()]
+    tokens, scores, done = model.decoder.beam_search(grounded, beam_size, all_beams=True)
+    cands: list[dict[str, None]] = [{} for _ in range(grounded.shape[0])]
+    for b, (rows, row_scores, finished) in enumerate(zip(tokens.cpu().tolist(), scores.cpu().tolist(),
+                                                          done.cpu().tolist())):
         order = sorted(range(len(rows)), key=lambda j: -row_scores[j])  # most likely first
-        keep = [j for j in order if finished[j] and row_scores[j] > float("-inf")] or order[:1]
-        cands = {}
-        for j in keep:  # the first (most likely) copy of a caption counts
-            length = rows[j].index(END) + 1 if END in rows[j] else len(rows[j])  # words + <end>
-            cands.setdefault(vocab.decode(rows[j]), row_scores[j] / length)
-        beams.append(list(cands))
-        fluency.append(list(cands.values()))
+        for j in [j for j in order if finished[j] and row_scores[j] > float("-inf")] or order[:1]:
+            cands[b].setdefault(vocab.decode(rows[j]), None)
+    if samples:
+        # A fixed seed, on a forked RNG: the same captions every time, and training's RNG untouched.
+        with torch.random.fork_rng(devices=[grounded.device] if grounded.device.type == "cuda" else []):
+            torch.manual_seed(0)
+            drawn, _, _ = model.decoder.sample(grounded, samples, temperature)
+        for r, row in enumerate(drawn.cpu().tolist()):
+            if END in row:
+                cands[r // samples].setdefault(vocab.decode(row), None)
+    beams = []
+    for c in cands:
+        good = [x for x in c if _usable(x)]
+        beams.append(good or list(c)[:1])
+    fluency = [[fluency_weight * f for f in row] for row in _fluency(model.decoder, grounded, beams, vocab, max_len)]
     return rerank_beams(model.matcher, img, beams, vocab, max_len, fluency)
+
+
+def _fluency(decoder, grounded: torch.Tensor, beams: list[list[str]], vocab: Vocabulary, max_len: int) -> list[list[float]]:
+    """The decoder's mean per-token log-likelihood (words and ``<end>``) of each candidate given its image."""
+    flat = [c for cands in beams for c in cands]
+    owner = torch.tensor([b for b, cands in enumerate(beams) for _ in cands], device=grounded.device)
+    ids, lengths = encode_texts(flat, vocab, max_len)
+    ll = decoder.log_likelihood(grounded[owner], ids.to(grounded.device), lengths).float().cpu().tolist()
+    out, start = [], 0
+    for cands in beams:
+        out.append(ll[start:start + len(cands)])
+        start += len(cands)
+    return out
 
 
 def distinctiveness(matcher, split: Split, captions: Sequence[str], vocab: Vocabulary, data_cfg: DataConfig,
@@ -145,17 +187,21 @@ def diversity(captions: Sequence[str]) -> dict:
 def evaluate_captions(model, split: Split, vocab: Vocabulary, data_cfg: DataConfig, device: torch.device,
                       beam_size: int = 3, batch_size: int = 256, progress: bool = True,
                       results_path: Optional[str] = None, meteor: bool = True, img: Optional[dict] = None,
-                      rerank: bool = False) -> dict:
+                      rerank: bool = False, samples: int = 0, temperature: float = 0.7,
+                      fluency_weight: float = 1.0) -> dict:
     """Captioning metrics on ``split``, with ``distinctiveness``, ``fluency`` and ``diversity``;
     optionally writes the captions in COCO results format. ``img``: the split's image embeddings
     under ``model.matcher`` when the caller already has them (``encode_split``), else encoded here."""
     captions = generate_captions(model, split, vocab, data_cfg, device, beam_size, batch_size, progress,
-                                 rerank=rerank)
+                                 rerank=rerank, samples=samples, temperature=temperature,
+                                 fluency_weight=fluency_weight)
     gts = {i: caps for i, caps in enumerate(split.captions)}
     res = {i: cap for i, cap in enumerate(captions)}
     metrics = caption_metrics(gts, res, meteor)
     metrics["beam_size"] = beam_size
-    metrics["decode"] = "beams re-ranked by the matcher" if rerank else "most likely beam"
+    metrics["decode"] = ("most likely beam" if not rerank else "beams re-ranked by the matcher" if not samples
+                         else f"beams and {samples} samples (temperature {temperature}) re-ranked by the matcher, "
+                              f"fluency weight {fluency_weight}")
     metrics["distinctiveness"] = distinctiveness(model.matcher, split, captions, vocab, data_cfg, device, batch_size,
                                                  img)
     metrics["fluency"] = fluency(captions, split.flat_captions())

@@ -19,7 +19,7 @@ from models.modality import modality_accuracy, probe_accuracy
 from runfolder.folder import RunFolder, load_trained
 from synthesis.sampling import save_png, split_grid
 
-from .captioning import evaluate_captions
+from .captioning import decode_options, evaluate_captions
 from .nn_captioner import nearest_neighbour_section
 from .report_html import write_html_report
 from .report_md import markdown_table, retrieval_section, write_report
@@ -42,7 +42,7 @@ def captioning_by_phase(cfg: Config, folder: RunFolder, test, vocab: Vocabulary,
             continue
         model = load_trained(folder.root, path)[2].to(device)
         metrics = evaluate_captions(model, test, vocab, cfg.data, device, cfg.look.beam_size,
-                                    cfg.train.eval_batch_size, meteor=False, rerank=cfg.look.rerank_captions)
+                                    cfg.train.eval_batch_size, meteor=False, **decode_options(cfg.look))
         out[phase] = {k: metrics[k] for k in ("CIDEr", "BLEU-4")}
     return out
 
@@ -78,6 +78,8 @@ class ReportOptions:
     captions: bool = True  # captioning metrics, when the run has a decoder
     beam_size: Optional[int] = None  # None: the run's look.beam_size
     rerank_captions: Optional[bool] = None  # None: the run's look.rerank_captions
+    rerank_samples: Optional[int] = None  # None: the run's look.rerank_samples
+    rerank_fluency_weight: Optional[float] = None  # None: the run's look.rerank_fluency_weight
     meteor: bool = True
     results_path: Optional[str] = None  # where the captions go (COCO results format)
     swap_test: bool = False  # the one-word swap test
@@ -101,10 +103,16 @@ def measure(model: LIM, cfg: Config, vocab: Vocabulary, data: Split, device: tor
     if binding is not None:
         report["binding"] = binding
     if model.decoder is not None and opts.captions:
-        rerank = cfg.look.rerank_captions if opts.rerank_captions is None else opts.rerank_captions
+        decode = decode_options(cfg.look)
+        if opts.rerank_captions is not None:
+            decode["rerank"] = opts.rerank_captions
+        if opts.rerank_samples is not None:
+            decode["samples"] = opts.rerank_samples
+        if opts.rerank_fluency_weight is not None:
+            decode["fluency_weight"] = opts.rerank_fluency_weight
         report["captioning"] = evaluate_captions(model, data, vocab, cfg.data, device,
                                                  opts.beam_size or cfg.look.beam_size, batch, opts.progress,
-                                                 opts.results_path, opts.meteor, embeddings[0], rerank)
+                                                 opts.results_path, opts.meteor, embeddings[0], **decode)
         report["captioning"]["nearest_neighbour"] = (
             {"note": "not computed on the training split (each image would be its own nearest neighbour)"}
             if data.name == "train" else
@@ -160,7 +168,7 @@ def semi_section(cfg: Config, folder: RunFolder, test: Split, vocab: Vocabulary,
         model = load_trained(folder.root, path)[2].to(device)
         metrics = evaluate_captions(model, test, vocab, cfg.data, device, cfg.look.beam_size,
                                     cfg.train.eval_batch_size, progress=False, meteor=False,
-                                    rerank=cfg.look.rerank_captions)
+                                    **decode_options(cfg.look))
         out[stage] = {k: metrics[k] for k in ("CIDEr", "BLEU-4", "distinctiveness", "fluency")}
         out[stage]["checkpoint"] = os.path.basename(path)
     return out

@@ -16,7 +16,7 @@ from data import DataError, build_vocab
 from data.datasets import PairDataset, collate_pairs, image_transform
 from data.labelled import labelled_captions, labelled_ids
 from data.vocab import Vocabulary
-from evaluation.captioning import generate_captions
+from evaluation.captioning import decode_options, generate_captions
 from evaluation.report import GRID_CAPTIONS, GRID_SAMPLES
 from evaluation.retrieval import evaluate_retrieval
 from losses.ranking import RankingLoss
@@ -189,7 +189,7 @@ def validate(cfg: Config, model: LIM, val_split, vocab: Vocabulary, device, writ
     if model.decoder is not None:
         captions = generate_captions(model, val_split, vocab, cfg.data, device, cfg.look.beam_size,
                                      cfg.train.eval_batch_size, limit=VAL_CAPTION_IMAGES,
-                                     rerank=cfg.look.rerank_captions)
+                                     **decode_options(cfg.look))
         cider = split_cider_d(captions, val_split, cfg.look.max_len)
         writer.add_scalar("val/cider_d", cider, step)
         writer.add_text("val/captions", "\n\n".join(

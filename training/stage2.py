@@ -31,7 +31,7 @@ from data.datasets import encode_texts
 from data.labelled import labelled_ids, unlabelled_ids
 from data.records import Split
 from data.vocab import Vocabulary
-from evaluation.captioning import distinctiveness, generate_captions
+from evaluation.captioning import decode_options, distinctiveness, generate_captions
 from evaluation.retrieval import encode_split
 from losses.caption_xe import caption_xe
 from losses.scst import mean_of_others_baseline, self_critical
@@ -178,7 +178,7 @@ def validate_stage2(model, cfg: Config, val_split: Split, vocab: Vocabulary, dev
     """Val CIDEr-D and distinctiveness of the beam-searched captions of the first val images."""
     captions = generate_captions(model, val_split, vocab, cfg.data, device, cfg.look.beam_size,
                                  cfg.train.eval_batch_size, progress=False, limit=VAL_IMAGES,
-                                 rerank=cfg.look.rerank_captions)
+                                 **decode_options(cfg.look))
     return {"cider_d": split_cider_d(captions, val_split, cfg.look.max_len),
             "r1": distinctiveness(model.matcher, val_split, captions, vocab, cfg.data, device,
                                   cfg.train.eval_batch_size)["r1"]}
