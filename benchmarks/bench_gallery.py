@@ -12,14 +12,16 @@ memory is its own:
   floor a scan cannot beat (its time, per pass).
 - ``exact``: ``gallery.topk.exact_search`` over the gallery file (memory-mapped, chunk by chunk), top 10, for
   batches of 1 and ``--batch`` queries: queries/s, and its time per batch against the floor.
-- ``ann``: a faiss IVF index (``--ann``) over the same vectors: build time, recall@10 of the
-  shortlist (re-scored exactly) against the exact scan, queries/s and speed-up over the exact scan.
+- ``ann``: a faiss index (``--ann hnsw|ivf``) over the same vectors: build time, and per search
+  effort (``--effort``: HNSW's efSearch or IVF's nprobe) the recall@10 of the shortlist (re-scored
+  exactly) against the exact scan, queries/s and speed-up over the exact scan.
 
 Peak memory is the process's peak resident size less its size before the phase began, against the
 gallery's size. Times are the best of ``--repeats`` (the page cache is warm after the first).
 
-    python benchmarks/bench_gallery.py                      # 1M items, order measure (4 GB of disk)
-    python benchmarks/bench_gallery.py --n 100000 --measure cosine
+    python benchmarks/bench_gallery.py --ann none            # 1M items, order measure, exact scan (4 GB of disk)
+    python benchmarks/bench_gallery.py --measure cosine      # and a faiss HNSW shortlist (its build takes a while)
+    python benchmarks/bench_gallery.py --n 100000 --measure cosine --ann ivf --effort 16 64 256
 """
 from __future__ import annotations
 
@@ -142,9 +144,9 @@ def phase_ann(path: str, args) -> dict:
         q = queries(args, args.batch)
         _, exact = exact_search(q, vectors, WEIGHTS, args.measure, "images", 10)
         rows = []
-        for nprobe in args.nprobe:
-            def search(qq, nprobe=nprobe):
-                return shortlist_search(index, qq, vectors, WEIGHTS, args.measure, "images", 10, args.shortlist, nprobe)
+        for effort in args.effort:
+            def search(qq, effort=effort):
+                return shortlist_search(index, qq, vectors, WEIGHTS, args.measure, "images", 10, args.shortlist, effort)
 
             _, approx = search(q)
             recall = float(np.mean([len(set(e) & set(a)) / 10 for e, a in zip(exact.tolist(), approx.tolist())]))
@@ -153,7 +155,7 @@ def phase_ann(path: str, args) -> dict:
                 qb = {b: v[:batch] for b, v in q.items()}
                 seconds = best_time(lambda: search(qb), args.repeats)
                 per[str(batch)] = {"seconds": seconds, "queries_per_s": batch / seconds}
-            rows.append({"nprobe": nprobe, "nlist": index.nlist, "recall_at_10": recall, **per})
+            rows.append({"effort": effort, "recall_at_10": recall, **per})
     return {"build_seconds": build, "rows": rows, "peak_mb": rss_mb() - base}
 
 
@@ -171,8 +173,9 @@ def main() -> None:
     p.add_argument("--dtype", default="float32", choices=("float32", "float16"))
     p.add_argument("--clusters", type=int, default=2000)
     p.add_argument("--batch", type=int, default=64)
-    p.add_argument("--ann", default="ivf", choices=("ivf", "none"))
-    p.add_argument("--nprobe", type=int, nargs="+", default=[8, 32])
+    p.add_argument("--ann", default="hnsw", choices=("hnsw", "ivf", "none"))
+    p.add_argument("--effort", type=int, nargs="+", default=[64, 128],
+                   help="search efforts to try: HNSW's efSearch or IVF's nprobe")
     p.add_argument("--shortlist", type=int, default=200)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--phase", help=argparse.SUPPRESS)
@@ -204,7 +207,7 @@ def main() -> None:
             for r in ann["rows"]:
                 for batch in ("1", str(args.batch)):
                     speed = exact[batch]["seconds"] / r[batch]["seconds"]
-                    print(f"  nprobe {r['nprobe']:>3} of {r['nlist']}, batch {batch:>3}: recall@10 {r['recall_at_10']:.3f}, "
+                    print(f"  effort {r['effort']:>3}, batch {batch:>3}: recall@10 {r['recall_at_10']:.3f}, "
                           f"{r[batch]['queries_per_s']:8.1f} queries/s = {speed:.1f}x the exact scan")
 
 
