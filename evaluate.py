@@ -100,6 +100,10 @@ def evaluate(run_dir: str, split: str = "test", protocol: str = "auto", checkpoi
     elif model.imagine is not None:
         report["synthesis"] = {"note": "generator present; pass --evaluator OTHER_RUN (a matcher trained with "
                                        "imagine.lambda_t2i=0) for R-precision and the Frechet distance"}
+    if model.imagine is not None and cfg.data.name == "shapes":
+        from synthesis.probe import probe_generator
+
+        report["synthesis"]["probe"] = probe_generator(model, vocab, cfg, dev, seed=seed)
     write_report(report, out)
     if html:
         write_html_report(os.path.splitext(out)[0] + ".html", report, model, cfg, vocab, data, embeddings, dev, results)

@@ -17,6 +17,7 @@ from models.lim import LIM
 from models.matcher import BRANCHES
 from models.modality import modality_accuracy, probe_accuracy
 from runfolder.folder import RunFolder, load_trained
+from synthesis.probe import probe_generator
 from synthesis.sampling import save_png, split_grid
 
 from .captioning import decode_options, evaluate_captions
@@ -52,9 +53,13 @@ def imagined_grid(cfg: Config, folder: RunFolder, model: LIM, test, vocab: Vocab
     the report's ``synthesis`` block and the grid."""
     grid, ratio, texts = split_grid(model, test, vocab, cfg, device, GRID_CAPTIONS, GRID_SAMPLES, cfg.train.seed)
     save_png(grid, folder.path("imagined_test"))
-    return {"grid": os.path.basename(folder.path("imagined_test")), "grid_captions": texts, "diversity_ratio": round(ratio, 3),
-            "note": "R-precision and the Frechet distance need a separately trained evaluator: "
-                    "python evaluate.py RUN_DIR --evaluator OTHER_RUN"}, grid
+    section = {"grid": os.path.basename(folder.path("imagined_test")), "grid_captions": texts,
+               "diversity_ratio": round(ratio, 3),
+               "note": "R-precision and the Frechet distance need a separately trained evaluator: "
+                       "python evaluate.py RUN_DIR --evaluator OTHER_RUN"}
+    if cfg.data.name == "shapes":
+        section["probe"] = probe_generator(model, vocab, cfg, device, seed=cfg.train.seed)
+    return section, grid
 
 
 def modality_section(model: LIM, embeddings: tuple) -> dict:

@@ -95,6 +95,11 @@ def _synthesis_lines(report: dict) -> list[str]:
     if "fid" in syn:
         lines.append(f"- published FID {syn['fid']:.2f}, Inception Score {syn['inception_score']:.2f} "
                      f"+- {syn['inception_score_std']:.2f}")
+    if "probe" in syn:
+        p = syn["probe"]
+        lines.append(f"- asked for \"a large <colour> <shape>\" ({p['captions']} captions x {p['per_caption']} images): "
+                     f"the named colour dominates in {p['colour_dominant']:.1f}%, exactly one object in "
+                     f"{p['one_object']:.1f}% (mean {p['mean_objects']:.2f} objects)")
     if "grid" in syn:
         lines.append(f"- imagined from test captions: ![grid]({syn['grid']}) "
                      f"(diversity {syn['diversity_ratio']:.2f} of real)")
