@@ -12,7 +12,7 @@ import os
 import tempfile
 from typing import Any, Callable
 
-from .tree import (BACKBONES, DATASET_KINDS, GAN_IMAGE_SIZES, MEASURES, REWARDS, SCHEDULES, SCST_BASELINES, Config,
+from .tree import (BACKBONES, DATASET_KINDS, GAN_IMAGE_SIZES, GAN_LOSSES, MEASURES, REWARDS, SCHEDULES, SCST_BASELINES, Config,
                    ConfigError)
 
 # (dotted key, test, what is accepted): one row per plain range or choice.
@@ -83,6 +83,8 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "imagine.beta2": (lambda v: 0 <= v < 1, "0 <= value < 1"),
     "imagine.batch_pairs": (lambda v: v >= 0, _NATURAL + " (0: the whole batch)"),
     "imagine.d_skip_loss": (lambda v: v >= 0, _NATURAL),
+    "imagine.adv_loss": (lambda v: v in GAN_LOSSES, "one of " + ", ".join(GAN_LOSSES)),
+    "imagine.ema": (lambda v: 0 <= v < 1, "in [0, 1)"),
     "imagine.collapse_ratio": (lambda v: v >= 0, _NATURAL),
     "robust.warmup_epochs": (lambda v: v >= 0, _NATURAL),
     "semi.stage2_epochs": (lambda v: v >= 0, _NATURAL),

@@ -17,6 +17,7 @@ SCST_BASELINES = ("mean", "greedy")  # look.scst_baseline
 GAN_IMAGE_SIZES = (32, 64, 128)  # imagine.image_size
 REWARDS = ("retrieval", "similarity")  # semi.reward
 SCHEDULES = ("joint", "sequential")  # train.schedule
+GAN_LOSSES = ("bce", "hinge")  # imagine.adv_loss
 
 
 @dataclass
@@ -205,6 +206,11 @@ class ImagineConfig:
     interpolate: bool = False  # GAN-INT: G also learns from conditions halfway between two captions
     d_skip_loss: float = 0.01  # skip D's update while its loss is below this (D has won; 0: never skip)
     collapse_ratio: float = 0.1  # warn when generated images vary less than this fraction of real ones
+    adv_loss: str = "bce"  # bce (GAN-INT-CLS / StackGAN) | hinge (SN-GAN, DF-GAN)
+    spectral_norm: bool = False  # spectral normalisation on every D layer, and no BatchNorm in D
+    # Decay of an exponential moving average of the generator's (and CA's) weights, kept beside it
+    # and used for every sample drawn after training (0: off; 0.999 is usual).
+    ema: float = 0.0
 
 
 @dataclass

@@ -27,12 +27,17 @@ def kl_loss(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     return (-0.5 * (1 + logvar - mu.pow(2) - logvar.exp())).mean()
 
 
-def discriminator_loss(d_real: torch.Tensor, d_wrong: torch.Tensor, d_fake: torch.Tensor) -> dict[str, torch.Tensor]:
+def discriminator_loss(d_real: torch.Tensor, d_wrong: torch.Tensor, d_fake: torch.Tensor,
+                       kind: str = "bce") -> dict[str, torch.Tensor]:
     """Matching-aware D loss from logits ``(B,)`` each: ``{"real", "wrong", "fake", "total"}``.
 
-    BCE-with-logits with targets real -> 1, wrong -> 0, fake -> 0;
+    ``kind="bce"``: BCE-with-logits with targets real -> 1, wrong -> 0, fake -> 0; ``"hinge"``:
+    ``relu(1 - real)``, ``relu(1 + wrong)``, ``relu(1 + fake)`` (SN-GAN, DF-GAN), each a batch mean;
     ``total = real + 0.5 * (wrong + fake)``. Pass ``d_fake`` computed on detached generator output.
     """
+    if kind == "hinge":
+        real, wrong, fake = F.relu(1 - d_real).mean(), F.relu(1 + d_wrong).mean(), F.relu(1 + d_fake).mean()
+        return {"real": real, "wrong": wrong, "fake": fake, "total": real + 0.5 * (wrong + fake)}
     real = F.binary_cross_entropy_with_logits(d_real, torch.ones_like(d_real))
     wrong = F.binary_cross_entropy_with_logits(d_wrong, torch.zeros_like(d_wrong))
     fake = F.binary_cross_entropy_with_logits(d_fake, torch.zeros_like(d_fake))
@@ -40,13 +45,13 @@ def discriminator_loss(d_real: torch.Tensor, d_wrong: torch.Tensor, d_fake: torc
 
 
 def generator_loss(d_fake: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor,
-                   kl_weight: float = 2.0) -> dict[str, torch.Tensor]:
+                   kl_weight: float = 2.0, kind: str = "bce") -> dict[str, torch.Tensor]:
     """G loss from D's logits on generated pairs ``(B,)`` and the CA's ``(B, C)`` ``mu``, ``logvar``.
 
-    Returns ``{"adv", "kl", "total"}`` with ``adv = BCE(d_fake, 1)`` (the non-saturating loss) and
-    ``total = adv + kl_weight * kl``.
+    Returns ``{"adv", "kl", "total"}`` with ``adv = BCE(d_fake, 1)`` (the non-saturating loss; with
+    ``kind="hinge"``, ``-mean(d_fake)``) and ``total = adv + kl_weight * kl``.
     """
-    adv = F.binary_cross_entropy_with_logits(d_fake, torch.ones_like(d_fake))
+    adv = -d_fake.mean() if kind == "hinge" else F.binary_cross_entropy_with_logits(d_fake, torch.ones_like(d_fake))
     kl = kl_loss(mu, logvar)
     return {"adv": adv, "kl": kl, "total": adv + kl_weight * kl}
 

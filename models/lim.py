@@ -1,6 +1,7 @@
 """The whole LIM model: the matcher plus whichever generative paths are switched on."""
 from __future__ import annotations
 
+import copy
 from typing import Optional
 
 import torch
@@ -18,7 +19,8 @@ LOOK_MODES = ("off", "xe", "scst")
 
 class LIM(nn.Module):
     """``matcher`` always; ``decoder`` (look: image -> caption) when ``look.lambda_i2t > 0``;
-    ``imagine`` (caption -> image: conditioning augmentation + generator) when ``imagine.lambda_t2i > 0``.
+    ``imagine`` (caption -> image: conditioning augmentation + generator) when ``imagine.lambda_t2i > 0``,
+    and with ``imagine.ema > 0`` its moving average ``imagine_ema`` (no gradients; :meth:`sampler`).
 
     A path that is switched off is ``None``: it has no parameters and costs nothing.
     """
@@ -35,6 +37,25 @@ class LIM(nn.Module):
         if imagine.lambda_t2i > 0:  # config.checks refuses it with precomputed features (no pixels)
             self.imagine = TextToImage(model.embed_dim, imagine.c_dim, imagine.z_dim, imagine.image_size,
                                        imagine.g_width)
+        self.imagine_ema: Optional[TextToImage] = None
+        if self.imagine is not None and imagine.ema > 0:
+            self.imagine_ema = copy.deepcopy(self.imagine).requires_grad_(False)
+        self.ema_decay = imagine.ema
+
+    def sampler(self) -> Optional[TextToImage]:
+        """The generator to draw pictures with after training: the averaged one when there is one."""
+        return self.imagine_ema if self.imagine_ema is not None else self.imagine
+
+    @torch.no_grad()
+    def update_ema(self) -> None:
+        """``ema = decay * ema + (1 - decay) * live`` for every weight; buffers (BatchNorm's running
+        statistics) are copied. Call after each optimizer step."""
+        if self.imagine_ema is None:
+            return
+        for ema, live in zip(self.imagine_ema.parameters(), self.imagine.parameters()):
+            ema.lerp_(live.detach(), 1.0 - self.ema_decay)
+        for ema, live in zip(self.imagine_ema.buffers(), self.imagine.buffers()):
+            ema.copy_(live)
 
     def forward(self, images: torch.Tensor, captions: torch.Tensor, lengths: torch.Tensor, look: str = "off",
                 samples: int = 1, temperature: float = 1.0, imagine: int = 0, interpolate: bool = False,

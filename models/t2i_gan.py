@@ -164,22 +164,34 @@ class Discriminator(nn.Module):
         image_size: ``S`` in {32, 64, 128}.
         width: ``w``, the base channel count (64 in StackGAN; tests use 4).
         proj_dim: ``P``, the projected condition size.
+        spectral: spectral normalisation (Miyato et al., arXiv 1802.05957) on every conv and linear
+            layer, and no BatchNorm (SN-GAN's discriminator). Call :func:`init_weights` before.
     """
 
-    def __init__(self, cond_dim: int = 128, image_size: int = 64, width: int = 64, proj_dim: int = 128):
+    def __init__(self, cond_dim: int = 128, image_size: int = 64, width: int = 64, proj_dim: int = 128,
+                 spectral: bool = False):
         super().__init__()
         n = _blocks(image_size)
         # Channels double per block and end at 8w: 32 px -> 2w, 4w, 8w; 64 px -> w .. 8w; 128 px -> w .. 8w, 8w.
         channels = [3] + [width * 2 ** min(k + max(0, 4 - n), 3) for k in range(n)]
-        self.image = nn.Sequential(*(_down_block(a, b, norm=k > 0)
+        self.image = nn.Sequential(*(_down_block(a, b, norm=k > 0 and not spectral)
                                      for k, (a, b) in enumerate(zip(channels[:-1], channels[1:]))))
         self.cond = nn.Sequential(nn.Linear(cond_dim, proj_dim), nn.LeakyReLU(0.2, inplace=True))
         self.joint = nn.Sequential(
-            nn.Conv2d(8 * width + proj_dim, 8 * width, 1, bias=False),
-            nn.BatchNorm2d(8 * width),
+            nn.Conv2d(8 * width + proj_dim, 8 * width, 1, bias=spectral),
+            nn.Identity() if spectral else nn.BatchNorm2d(8 * width),
             nn.LeakyReLU(0.2, inplace=True),
             nn.Conv2d(8 * width, 1, 4),  # (B, 1, 1, 1)
         )
+        self.spectral = spectral
+
+    def apply_spectral_norm(self) -> "Discriminator":
+        """Wrap every conv and linear layer in spectral normalisation (after :func:`init_weights`)."""
+        if self.spectral:
+            for module in list(self.modules()):
+                if isinstance(module, (nn.Conv2d, nn.Linear)):
+                    nn.utils.parametrizations.spectral_norm(module)
+        return self
 
     def forward(self, images: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         x = self.image(images)  # (B, 8w, 4, 4)

@@ -36,7 +36,7 @@ def imagine(model: LIM, texts: Sequence[str], vocab: Vocabulary, per_text: int =
             captions, lengths = encode_texts(texts[start:start + batch_size], vocab, max_len)
             text = model.matcher.encode_captions(captions.to(device), lengths)["grounded"]  # (b, D)
             z = torch.randn(len(text), model.imagine.z_dim, device=device)
-            parts.append(model.imagine(text, z)["fake"].float().cpu())
+            parts.append(model.sampler()(text, z)["fake"].float().cpu())
     return torch.cat(parts)
 
 

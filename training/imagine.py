@@ -44,8 +44,9 @@ class Critic:
 
     def __init__(self, cfg: ImagineConfig, grad_clip: float = 0.0):
         self.cfg, self.grad_clip = cfg, grad_clip
-        self.module = Discriminator(cfg.c_dim, cfg.image_size, cfg.d_width)
+        self.module = Discriminator(cfg.c_dim, cfg.image_size, cfg.d_width, spectral=cfg.spectral_norm)
         self.module.apply(init_weights)
+        self.module.apply_spectral_norm()
         self.optimizer = torch.optim.Adam(self.module.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
         self.skipped = 0
 
@@ -65,7 +66,7 @@ class Critic:
         d.train()
         cond = out["mu"].detach()  # (n, C): D judges the caption, it does not train the text encoder
         wrong = cond[mismatched_indices(image_ids)]  # each real image with another image's caption
-        terms = discriminator_loss(d(real, cond), d(real, wrong), d(out["fake"].detach(), cond))
+        terms = discriminator_loss(d(real, cond), d(real, wrong), d(out["fake"].detach(), cond), self.cfg.adv_loss)
         total = terms["total"]
         mean = float(distributed.all_reduce_mean(total.detach()))
         skip = mean < self.cfg.d_skip_loss or not math.isfinite(mean)
@@ -96,10 +97,11 @@ def generator_terms(critic: Critic, out: dict, cfg: ImagineConfig, matcher=None,
     pair's ``gan_match`` terms.
     """
     with frozen(critic.module) as d:
-        terms = generator_loss(d(out["fake"], out["mu"].detach()), out["mu"], out["logvar"], cfg.kl_weight)
+        terms = generator_loss(d(out["fake"], out["mu"].detach()), out["mu"], out["logvar"], cfg.kl_weight, cfg.adv_loss)
         adv = terms["adv"]
         if "fake_int" in out:
-            adv = adv + generator_loss(d(out["fake_int"], out["mu_int"].detach()), out["mu"], out["logvar"], 0.0)["adv"]
+            adv = adv + generator_loss(d(out["fake_int"], out["mu_int"].detach()), out["mu"], out["logvar"], 0.0,
+                                       cfg.adv_loss)["adv"]
     result = {"gan_g": adv, "gan_kl": cfg.kl_weight * terms["kl"]}
     if cfg.match_weight > 0 and matcher is not None:
         encoder = matcher.image_encoder
