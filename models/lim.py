@@ -47,15 +47,23 @@ class LIM(nn.Module):
         return self.imagine_ema if self.imagine_ema is not None else self.imagine
 
     @torch.no_grad()
-    def update_ema(self) -> None:
-        """``ema = decay * ema + (1 - decay) * live`` for every weight; buffers (BatchNorm's running
-        statistics) are copied. Call after each optimizer step."""
+    def update_ema(self, step: Optional[int] = None) -> None:
+        """``ema = d * ema + (1 - d) * live`` for every weight and every floating-point buffer
+        (BatchNorm's running statistics are averaged too, as timm's ModelEmaV2 does: copied, they
+        would describe the live weights' activations, not the averaged ones'); integer buffers are
+        copied. ``d`` is ``imagine.ema``, or with ``step`` (updates so far) ``min(ema, (1 + step) /
+        (10 + step))``, TensorFlow's warm-up: early on the average follows the live weights instead
+        of holding the random initial ones for a thousand steps. Call after each optimizer step."""
         if self.imagine_ema is None:
             return
+        decay = self.ema_decay if step is None else min(self.ema_decay, (1 + step) / (10 + step))
         for ema, live in zip(self.imagine_ema.parameters(), self.imagine.parameters()):
-            ema.lerp_(live.detach(), 1.0 - self.ema_decay)
+            ema.lerp_(live.detach(), 1.0 - decay)
         for ema, live in zip(self.imagine_ema.buffers(), self.imagine.buffers()):
-            ema.copy_(live)
+            if ema.is_floating_point():
+                ema.lerp_(live, 1.0 - decay)
+            else:
+                ema.copy_(live)
 
     def forward(self, images: torch.Tensor, captions: torch.Tensor, lengths: torch.Tensor, look: str = "off",
                 samples: int = 1, temperature: float = 1.0, imagine: int = 0, interpolate: bool = False,

@@ -64,6 +64,24 @@ def test_ema_is_the_weighted_average_of_the_weights():
     for j, ema in enumerate(model.imagine_ema.parameters()):
         expect = 0.9 ** 5 * start[j] + sum(0.1 * 0.9 ** (4 - k) * values[k][j] for k in range(5))
         torch.testing.assert_close(ema, expect, rtol=1e-5, atol=1e-6)
+    bn = next(m for m in model.imagine.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    bn_ema = next(m for m in model.imagine_ema.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    before = bn_ema.running_mean.clone()
+    bn.running_mean.fill_(3.0)
+    bn.num_batches_tracked.fill_(7)
+    model.update_ema()
+    torch.testing.assert_close(bn_ema.running_mean, 0.9 * before + 0.1 * 3.0)
+    assert int(bn_ema.num_batches_tracked) == 7
+    # warm-up: at step 0 the decay is min(0.999, 1/10) = 0.1, so the average moves most of the way
+    fresh = LIM(ModelConfig(embed_dim=16, word_dim=8, text_hidden=8, small_cnn_width=4), LookConfig(lambda_i2t=0),
+                ImagineConfig(image_size=32, c_dim=8, z_dim=8, g_width=4, ema=0.999), vocab_size=20)
+    init = [p.detach().clone() for p in fresh.imagine_ema.parameters()]
+    with torch.no_grad():
+        for p in fresh.imagine.parameters():
+            p.add_(1.0)
+    fresh.update_ema(step=0)
+    for ema, start_value, live in zip(fresh.imagine_ema.parameters(), init, fresh.imagine.parameters()):
+        torch.testing.assert_close(ema, 0.1 * start_value + 0.9 * live.detach())
     off = LIM(ModelConfig(embed_dim=16, word_dim=8, text_hidden=8, small_cnn_width=4), LookConfig(lambda_i2t=0),
               ImagineConfig(image_size=32, c_dim=8, z_dim=8, g_width=4), vocab_size=20)
     assert off.imagine_ema is None and off.sampler() is off.imagine

@@ -163,7 +163,7 @@ def train_epoch(cfg: Config, ddp, optimizers: dict, loss_fn: RankingLoss, loader
                     torch.nn.utils.clip_grad_norm_(params, cfg.train.grad_clip)
             for opt in optimizers.values():
                 opt.step()
-            (ddp.module if hasattr(ddp, "module") else ddp).update_ema()
+            (ddp.module if hasattr(ddp, "module") else ddp).update_ema(state["step"])
             loss_total += loss.item()
         state["step"] += 1
         pairs += len(batch[0]) * distributed.torch_world_size()
