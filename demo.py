@@ -39,8 +39,8 @@ from data import DataError, load_split
 from data.atomic import ensure_writable, write_text_atomic
 from data.datasets import encode_texts, image_transform
 from data.images import open_rgb
-from data.vocab import tokenize
-from evaluation.captioning import decode_images
+from data.vocab import warn_unknown_words
+from evaluation.captioning import decode_images, decode_options
 from evaluation.fused import PairScorer
 from evaluation.retrieval import encode_split
 from gallery import EXPORT_FORMATS, GalleryError, describe, export_gallery, index_folder, retrieve_gallery
@@ -72,21 +72,9 @@ def caption_images(run_dir: str, paths: Sequence[str], beam: Optional[int] = Non
     model.to(device)
     with torch.no_grad():
         img = model.matcher.encode_images(torch.stack(images).to(device))
-        captions = decode_images(model, img, vocab, beam or cfg.look.beam_size, cfg.look.rerank_captions,
-                                 cfg.data.max_caption_len, cfg.look.rerank_samples, cfg.look.rerank_temperature,
-                                 cfg.look.rerank_fluency_weight)
+        captions = decode_images(model, img, vocab, beam or cfg.look.beam_size, max_len=cfg.data.max_caption_len,
+                                 **decode_options(cfg.look))
     return list(zip(good, captions)), errors
-
-
-def warn_unknown_words(text: str, vocab) -> None:
-    """Name the query's words the run never saw (they are read as ``<unk>``)."""
-    words = tokenize(text)
-    unknown = sorted({w for w in words if w not in vocab.index})
-    if unknown and len(unknown) == len(set(words)):
-        print(f"warning: none of the words of {text!r} is in the run's vocabulary (all read as <unk>): the results "
-              "say nothing about the text", file=sys.stderr)
-    elif unknown:
-        print(f"note: not in the run's vocabulary (read as <unk>): {', '.join(unknown)}", file=sys.stderr)
 
 
 def imagine_grid(run_dir: str, text: str, n: int = 8, seed: int = 0, out: str = "imagined.png",

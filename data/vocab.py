@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 import unicodedata
 from collections import Counter
 from typing import Iterable, Sequence
@@ -136,3 +137,14 @@ def oov_rate(vocab: Vocabulary, captions: Iterable[str]) -> float:
             total += 1
             unknown += t not in vocab.index
     return unknown / total if total else 0.0
+
+
+def warn_unknown_words(text: str, vocab) -> None:
+    """Name the query's words the run never saw (they are read as ``<unk>``)."""
+    words = tokenize(text)
+    unknown = sorted({w for w in words if w not in vocab.index})
+    if unknown and len(unknown) == len(set(words)):
+        print(f"warning: none of the words of {text!r} is in the run's vocabulary (all read as <unk>): the results "
+              "say nothing about the text", file=sys.stderr)
+    elif unknown:
+        print(f"note: not in the run's vocabulary (read as <unk>): {', '.join(unknown)}", file=sys.stderr)

@@ -225,11 +225,16 @@ class PairScorer:
         return self.fuse(emb, ll)
 
 
-def fused_section(model, cfg, vocab, data, embeddings, protocol: str, k: int, device, progress: bool) -> dict:
-    """``retrieval.fused``: the fused weight picked on val (full val split), then applied to ``data``."""
+def val_weight(model, cfg, vocab, k: int, device, progress: bool = False) -> tuple[float, float]:
+    """The fused weight for re-ranking ``k`` candidates picked on the whole val split, and its val rsum."""
     val = load_split(cfg.data, "val")
     val_emb = encode_split(model.matcher, val, vocab, cfg.data, device, cfg.train.eval_batch_size, progress)
-    weight, val_rsum = fused_retrieval(model, val, vocab, cfg.data, device, k, "full", val_emb).best_weight()
+    return fused_retrieval(model, val, vocab, cfg.data, device, k, "full", val_emb).best_weight()
+
+
+def fused_section(model, cfg, vocab, data, embeddings, protocol: str, k: int, device, progress: bool) -> dict:
+    """``retrieval.fused``: the fused weight picked on val (full val split), then applied to ``data``."""
+    weight, val_rsum = val_weight(model, cfg, vocab, k, device, progress)
     metrics = fused_retrieval(model, data, vocab, cfg.data, device, k, protocol, embeddings).metrics(weight)
     section = retrieval_section({"protocols": {protocol: metrics}, "primary": protocol})["embedding"]
     return {**section, "protocol": protocol, "k": k, "weight": weight, "val_rsum": round(val_rsum, 2)}

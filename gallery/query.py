@@ -21,7 +21,7 @@ from data import DataError
 from data.atomic import write_json_atomic
 from data.datasets import encode_texts, image_transform
 from data.images import open_rgb
-from data.vocab import tokenize
+from data.vocab import warn_unknown_words
 from runfolder.checkpoint import CheckpointError
 from runfolder.folder import load_trained, require_decoder
 
@@ -80,9 +80,7 @@ def retrieve_gallery(run_dir: str, gallery: str, text: Optional[str] = None, ima
 
 def _encode_query(model, cfg, vocab, text, image, run_dir, dev) -> dict[str, np.ndarray]:
     if text is not None:
-        unknown = sorted({w for w in tokenize(text) if w not in vocab.index})
-        if unknown:
-            print(f"note: not in the run's vocabulary (read as <unk>): {', '.join(unknown)}", file=sys.stderr)
+        warn_unknown_words(text, vocab)
         ids, lengths = encode_texts([text], vocab, cfg.data.max_caption_len)
         out = model.matcher.encode_captions(ids.to(dev), lengths)
     else:
@@ -122,9 +120,7 @@ def _rows(g, top_s, top_i, fused, k) -> list[dict]:
 def val_fused_weight(gallery: str, digest: str, model, cfg, vocab, k: int, dev) -> float:
     """The fused weight for re-ranking ``k`` candidates, picked on the run's val split (rsum), and
     remembered beside the gallery (``GALLERY.fused.json``, per model and ``k``)."""
-    from data.sources import load_split
-    from evaluation.fused import fused_retrieval
-    from evaluation.retrieval import encode_split
+    from evaluation.fused import val_weight
 
     side = gallery + ".fused.json"
     memo = {}
@@ -136,14 +132,12 @@ def val_fused_weight(gallery: str, digest: str, model, cfg, vocab, k: int, dev) 
     key = f"{digest}:{k}"
     if key in memo:
         return float(memo[key]["weight"])
+    print("picking the fused weight on the run's val split (once per gallery and K)", file=sys.stderr)
     try:
-        val = load_split(cfg.data, "val")
+        weight, val_rsum = val_weight(model, cfg, vocab, k, dev)
     except (DataError, OSError) as err:
         raise DataError(f"--rerank picks its weight on the run's val split, which is not readable here ({err}); "
                         "give the weight with --fused-weight W (0..1, the embedding's share)") from None
-    print(f"picking the fused weight on {val.num_images} val images (once per gallery and K)", file=sys.stderr)
-    emb = encode_split(model.matcher, val, vocab, cfg.data, dev, cfg.train.eval_batch_size, progress=False)
-    weight, val_rsum = fused_retrieval(model, val, vocab, cfg.data, dev, k, "full", emb).best_weight()
     memo[key] = {"weight": weight, "val_rsum": round(val_rsum, 2)}
     try:
         write_json_atomic(side, memo)
