@@ -177,6 +177,10 @@ def _check_cross_keys(cfg: Config) -> None:
     if cfg.semi.stage2_epochs > 0 and cfg.look.scst_samples < 2:
         raise ConfigError("stage 2's baseline is the mean of an image's other samples: look.scst_samples must be "
                           f">= 2, got {cfg.look.scst_samples}")
+    reward_run, evaluator_run = cfg.semi.reward_run, cfg.semi.evaluator_run
+    if evaluator_run and reward_run and os.path.realpath(evaluator_run) == os.path.realpath(reward_run):
+        raise ConfigError(f"semi.evaluator_run and semi.reward_run are the same run ({reward_run}): the grade of "
+                          "the captions must come from a matcher that was not their reward")
 
 
 def validate(cfg: Config) -> None:

@@ -15,7 +15,7 @@ BACKBONES = ("small_cnn", "resnet18", "resnet34", "resnet50", "resnet152", "vgg1
 MEASURES = ("order", "cosine")  # model.measure
 SCST_BASELINES = ("mean", "greedy")  # look.scst_baseline
 GAN_IMAGE_SIZES = (32, 64, 128)  # imagine.image_size
-REWARDS = ("retrieval", "similarity")  # semi.reward
+REWARDS = ("retrieval", "similarity", "margin", "clip_s")  # semi.reward
 SCHEDULES = ("joint", "sequential")  # train.schedule
 GAN_LOSSES = ("bce", "hinge")  # imagine.adv_loss
 
@@ -142,7 +142,15 @@ class SemiConfig:
     # retrieval: log-probability that the sampled caption retrieves its own image among the batch's
     # images (softmax of the similarities / temperature); it rewards captions that tell images
     # apart. similarity: the raw matcher score, which an order embedding gives generic captions too.
+    # margin: the raw score minus the caption's mean score with the batch's other images. clip_s: a
+    # CLIP-S-style reference-free score, 2.5 x max(cosine of image and caption, 0).
     reward: str = "retrieval"
+    # Another run's folder whose frozen matcher gives the reward instead of ours (one trained on more
+    # pairs: the role CLIP plays); our words are mapped onto its vocabulary. Empty: our own matcher.
+    reward_run: str = ""
+    # A run whose matcher grades the report's semi block (distinctiveness, reference-free score),
+    # never the reward: it must differ from reward_run. Empty: no independent grade.
+    evaluator_run: str = ""
     temperature: float = 0.01
     similarity_weight: float = 1.0  # weight of the matcher's reward (unlabelled and labelled images)
     cider_weight: float = 1.0  # weight of CIDEr-D in the reward of the labelled images' samples

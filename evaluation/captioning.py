@@ -153,19 +153,41 @@ def distinctiveness(matcher, split: Split, captions: Sequence[str], vocab: Vocab
     return {f"r{k}": round(100 * float((ranks < k).float().mean()), 2) for k in (1, 5)}
 
 
+CLIP_S_WEIGHT = 2.5  # CLIP-S's rescaling of the cosine (Hessel et al., 2021, "CLIPScore")
+
+
+def reference_free_score(matcher, split: Split, captions: Sequence[str], vocab: Vocabulary, data_cfg: DataConfig,
+                         device: torch.device, batch_size: int = 256, img: Optional[dict] = None) -> float:
+    """Mean CLIP-S-style score of each image's caption (captions in split order): 2.5 x max(cos, 0)
+    of the image and caption embeddings in ``matcher``'s space; needs no reference caption."""
+    if img is None:
+        img = encode_split(matcher, split, vocab, data_cfg, device, batch_size, False, False)[0]
+    scores = []
+    with eval_mode(matcher), torch.no_grad():
+        for start in range(0, len(captions), batch_size):
+            part = captions[start:start + batch_size]
+            ids, lengths = encode_texts(part, vocab, data_cfg.max_caption_len)
+            cap = {k: v.cpu() for k, v in matcher.encode_captions(ids.to(device), lengths).items()}
+            own = {k: v[start:start + len(part)] for k, v in img.items()}
+            scores.append(CLIP_S_WEIGHT * matcher.paired_cosine(own, cap).clamp(min=0))
+    return round(float(torch.cat(scores).mean()), 4)
+
+
 def _mean_words(words: Sequence[Sequence[str]]) -> float:
     return round(sum(map(len, words)) / max(len(words), 1), 2)
 
 
 def fluency(captions: Sequence[str], references: Sequence[str]) -> dict:
     """Word-salad indicators: mean length, share of captions with a word repeated back to back,
-    and share that occur verbatim among ``references`` (any image's; a grammar check for templated
+    share with a word pair said twice ("a red circle a red circle"), and share that occur verbatim among ``references`` (any image's; a grammar check for templated
     data such as Shapes, where a fluent caption is usually some image's reference)."""
     words = [tokenize(c) for c in captions]
     seen = {" ".join(tokenize(c)) for c in references}
     n = max(len(words), 1)
+    pairs = [list(zip(w, w[1:])) for w in words]
     return {"mean_words": _mean_words(words),
             "stutter_pct": round(100 * sum(any(a == b for a, b in zip(w, w[1:])) for w in words) / n, 2),
+            "repeated_pair_pct": round(100 * sum(len(p) != len(set(p)) for p in pairs) / n, 2),
             "seen_in_references_pct": round(100 * sum(" ".join(w) in seen for w in words) / n, 2)}
 
 
@@ -188,10 +210,11 @@ def evaluate_captions(model, split: Split, vocab: Vocabulary, data_cfg: DataConf
                       beam_size: int = 3, batch_size: int = 256, progress: bool = True,
                       results_path: Optional[str] = None, meteor: bool = True, img: Optional[dict] = None,
                       rerank: bool = False, samples: int = 0, temperature: float = 0.7,
-                      fluency_weight: float = 1.0) -> dict:
+                      fluency_weight: float = 1.0, keep_captions: bool = False) -> dict:
     """Captioning metrics on ``split``, with ``distinctiveness``, ``fluency`` and ``diversity``;
     optionally writes the captions in COCO results format. ``img``: the split's image embeddings
-    under ``model.matcher`` when the caller already has them (``encode_split``), else encoded here."""
+    under ``model.matcher`` when the caller already has them (``encode_split``), else encoded here.
+    ``keep_captions``: the captions too, in split order, under ``"captions"``."""
     captions = generate_captions(model, split, vocab, data_cfg, device, beam_size, batch_size, progress,
                                  rerank=rerank, samples=samples, temperature=temperature,
                                  fluency_weight=fluency_weight)
@@ -209,4 +232,6 @@ def evaluate_captions(model, split: Split, vocab: Vocabulary, data_cfg: DataConf
     if results_path:
         write_text_atomic(results_path, json.dumps([{"image_id": i, "caption": c} for i, c in res.items()], indent=0))
         metrics["results_file"] = results_path
+    if keep_captions:
+        metrics["captions"] = captions
     return metrics

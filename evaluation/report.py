@@ -16,11 +16,13 @@ from data.vocab import Vocabulary
 from models.lim import LIM
 from models.matcher import BRANCHES
 from models.modality import modality_accuracy, probe_accuracy
+from runfolder.checkpoint import load_checkpoint
 from runfolder.folder import RunFolder, load_trained
 from synthesis.probe import probe_generator
 from synthesis.sampling import save_png, split_grid
 
-from .captioning import decode_options, evaluate_captions
+from .captioning import decode_options, evaluate_captions, reference_free_score
+from .graders import grade, load_grader
 from .nn_captioner import nearest_neighbour_section
 from .report_html import write_html_report
 from .report_md import markdown_table, retrieval_section, write_report
@@ -161,19 +163,30 @@ def final_report(cfg: Config, folder: RunFolder, device: torch.device, state: di
 
 def semi_section(cfg: Config, folder: RunFolder, test: Split, vocab: Vocabulary, device: torch.device) -> dict:
     """The report's ``semi`` block: test captioning at the end of stage 1 (``last.pt``) and, when
-    stage 2 ran, of ``stage2.pt``, with distinctiveness and the word-salad indicators."""
+    stage 2 ran, of ``stage2.pt``: CIDEr, length, repetition, and distinctiveness with the
+    reference-free score under our own matcher, the reward run's (``semi.reward_run``) and an
+    evaluator that was not the reward (``semi.evaluator_run``)."""
     marked = folder.path("labelled_images")
     labelled = len(json.load(open(marked))["images"]) if os.path.exists(marked) else "all"
     out = {"labelled_fraction": cfg.data.labelled_fraction, "labelled_images": labelled,
-           "stage2_epochs": cfg.semi.stage2_epochs, "reward": cfg.semi.reward}
+           "stage2_epochs": cfg.semi.stage2_epochs, "reward": cfg.semi.reward,
+           "reward_run": cfg.semi.reward_run or "own", "evaluator_run": cfg.semi.evaluator_run or None}
+    feature_dim = load_checkpoint(folder.checkpoint("last")).get("image_feature_dim")
+    graders = {name: load_grader(run, folder.root, cfg, feature_dim, key)
+               for name, run, key in (("reward_run", cfg.semi.reward_run, "semi.reward_run"),
+                                      ("evaluator", cfg.semi.evaluator_run, "semi.evaluator_run")) if run}
     stage2 = folder.checkpoint("stage2")
+    batch = cfg.train.eval_batch_size
     for stage, path in (("stage1", folder.checkpoint("last")), ("stage2", stage2)):
         if stage == "stage2" and (cfg.semi.stage2_epochs <= 0 or not os.path.exists(path)):
             continue
         model = load_trained(folder.root, path)[2].to(device)
-        metrics = evaluate_captions(model, test, vocab, cfg.data, device, cfg.look.beam_size,
-                                    cfg.train.eval_batch_size, progress=False, meteor=False,
-                                    **decode_options(cfg.look))
+        metrics = evaluate_captions(model, test, vocab, cfg.data, device, cfg.look.beam_size, batch,
+                                    progress=False, meteor=False, keep_captions=True, **decode_options(cfg.look))
         out[stage] = {k: metrics[k] for k in ("CIDEr", "BLEU-4", "distinctiveness", "fluency")}
         out[stage]["checkpoint"] = os.path.basename(path)
+        captions = metrics["captions"]
+        out[stage]["clip_s"] = reference_free_score(model.matcher, test, captions, vocab, cfg.data, device, batch)
+        for name, grader in graders.items():
+            out[stage][name] = grade(grader, test, captions, device, batch)
     return out

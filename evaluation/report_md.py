@@ -71,14 +71,27 @@ def _semi_lines(report: dict) -> list[str]:
     semi = report.get("semi")
     if not semi:
         return []
+    graders = [("own", "own matcher")] + [(k, f"{label} {semi[run]}") for k, label, run in (
+        ("reward_run", "reward run", "reward_run"), ("evaluator", "evaluator", "evaluator_run"))
+        if any(k in semi.get(stage, {}) for stage in ("stage1", "stage2"))]
+    head = "| stage | checkpoint | CIDEr | BLEU-4 | words | repeated pair % | verbatim refs % |"
+    for key, _ in graders:
+        head += f" R@1 ({key}) | CLIP-S ({key}) |"
     lines = ["", f"semi-supervised captioning ({semi['labelled_images']} labelled training images, "
-                 f"{semi['stage2_epochs']} stage-2 epochs):", "",
-             "| stage | checkpoint | CIDEr | BLEU-4 | distinct R@1 | verbatim refs % |", "|---|---|---|---|---|---|"]
+                 f"{semi['stage2_epochs']} stage-2 epochs, reward {semi['reward']} from "
+                 f"{semi.get('reward_run', 'own')}):", "", head, "|---" * head.count(" | ") + "|---|"]
     for stage in ("stage1", "stage2"):
-        if stage in semi:
-            m = semi[stage]
-            lines.append(f"| {stage} | {m['checkpoint']} | {m['CIDEr']:.3f} | {m['BLEU-4']:.3f} | "
-                         f"{m['distinctiveness']['r1']:.1f} | {m['fluency']['seen_in_references_pct']:.1f} |")
+        if stage not in semi:
+            continue
+        m, flu = semi[stage], semi[stage]["fluency"]
+        row = (f"| {stage} | {m['checkpoint']} | {m['CIDEr']:.3f} | {m['BLEU-4']:.3f} | {flu['mean_words']:.1f} | "
+               f"{flu.get('repeated_pair_pct', float('nan')):.1f} | {flu['seen_in_references_pct']:.1f} |")
+        for key, _ in graders:
+            g = m["distinctiveness"] if key == "own" else m.get(key, {})
+            clip = m.get("clip_s") if key == "own" else g.get("clip_s")
+            row += f" {g.get('r1', float('nan')):.1f} | " + ("n/a" if clip is None else f"{clip:.3f}") + " |"
+        lines.append(row)
+    lines += [f"- {key}: {label}" for key, label in graders]
     return lines
 
 

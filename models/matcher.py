@@ -49,6 +49,15 @@ class Matcher(nn.Module):
             raise ValueError("model.abstract_weight and model.grounded_weight are both 0")
         return sum(terms)
 
+    def paired_cosine(self, images: dict[str, torch.Tensor], captions: dict[str, torch.Tensor]) -> torch.Tensor:
+        """``(P,)`` cosine of aligned rows, averaged over the branches by their weights, whatever the
+        measure (the CLIP-S-style reference-free score reads it)."""
+        weights = {b: w for b, w in self.branch_weights.items() if w}
+        if not weights:
+            raise ValueError("model.abstract_weight and model.grounded_weight are both 0")
+        total = sum(w * torch.nn.functional.cosine_similarity(images[b], captions[b], dim=1) for b, w in weights.items())
+        return total / sum(weights.values())
+
     def similarity(self, images: dict[str, torch.Tensor], captions: dict[str, torch.Tensor]) -> torch.Tensor:
         """``(N_images, N_captions)`` weighted sum of the branch similarities."""
         total = None

@@ -119,7 +119,9 @@ def test_distinctiveness_matches_a_brute_force_rank(tmp_path):
 def test_fluency_counts_stutters_and_verbatim_references():
     refs = ["a red circle", "a blue square above a red circle"]
     out = fluency(["a red circle", "red red circle", "a blue square above a red circle", "circle a"], refs)
-    assert out == {"mean_words": 3.75, "stutter_pct": 25.0, "seen_in_references_pct": 50.0}
+    assert out == {"mean_words": 3.75, "stutter_pct": 25.0, "repeated_pair_pct": 0.0, "seen_in_references_pct": 50.0}
+    again = fluency(["a red circle a red circle", "a red circle"], refs)  # a word pair said twice
+    assert again["repeated_pair_pct"] == 50.0 and again["stutter_pct"] == 0.0
 
 
 def test_stage2_needs_a_decoder_and_a_known_reward(tmp_path):

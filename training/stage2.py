@@ -4,16 +4,19 @@ Stage 1 is ordinary training on the labelled images (``data.labelled_fraction``)
 (``semi.stage2_epochs > 0``) starts from the end of stage 1 (``last.pt``: the decoder after its
 cross-entropy and SCST epochs), freezes the matcher and trains the decoder only:
 
-- on unlabelled images, SCST whose reward is the matcher's judgement of each sampled caption:
-  ``retrieval`` (default), the log-probability that the caption retrieves its own image among the
-  batch's images, or ``similarity``, the raw pair score;
+- on unlabelled images, SCST whose reward is a frozen matcher's judgement of each sampled caption
+  (``semi.reward``): ``retrieval`` (default), the log-probability that the caption retrieves its own
+  image among the batch's images; ``similarity``, the raw pair score; ``margin``, the pair score minus
+  the caption's mean score with the batch's other images; ``clip_s``, a CLIP-S-style
+  reference-free score, 2.5 x max(cosine, 0). The judge is our own matcher, or another run's
+  (``semi.reward_run``, see ``training/reward_run.py``);
 - on a batch of labelled images, SCST with the matcher's reward plus ``semi.cider_weight`` x
   CIDEr-D against their references, and the decoder's cross-entropy on their captions
   (``semi.fluency_weight``), which keeps the language from drifting into word salad that merely
   pleases the matcher.
 
 The advantage is each sample's reward minus the mean of the image's other samples. The frozen
-matcher's image embeddings are computed once. The result is ``stage2.pt`` (rewritten after every
+judge's image embeddings are computed once. The result is ``stage2.pt`` (rewritten after every
 stage-2 epoch; ``best.pt``, chosen on val rsum, stays the retrieval model); an interrupted or
 resumed stage 2 restarts from ``last.pt``. Under torchrun stage 2 runs on the main process only
 (it trains the decoder alone, which is cheap).
@@ -21,6 +24,7 @@ resumed stage 2 restarts from ``last.pt``. Under torchrun stage 2 runs on the ma
 from __future__ import annotations
 
 import time
+from typing import Optional
 
 import numpy as np
 import torch
@@ -31,7 +35,7 @@ from data.datasets import encode_texts
 from data.labelled import labelled_ids, unlabelled_ids
 from data.records import Split
 from data.vocab import Vocabulary
-from evaluation.captioning import decode_options, distinctiveness, generate_captions
+from evaluation.captioning import CLIP_S_WEIGHT, decode_options, distinctiveness, generate_captions
 from evaluation.retrieval import encode_split
 from losses.caption_xe import caption_xe
 from losses.scst import mean_of_others_baseline, self_critical
@@ -39,6 +43,7 @@ from runfolder.checkpoint import load_checkpoint, save_atomic
 from runfolder.folder import RunFolder, load_trained
 
 from .look import CaptionReward, split_cider_d
+from .reward_run import RewardMatcher, load_reward_run, own_reward_matcher
 
 VAL_IMAGES = 500  # stage 2's val CIDEr-D and distinctiveness are progress signals: a subset keeps them cheap
 
@@ -56,26 +61,37 @@ def sampled_caption_ids(tokens: torch.Tensor, mask: torch.Tensor) -> tuple[torch
 
 @torch.no_grad()
 def matcher_reward(matcher, img: dict, tokens: torch.Tensor, mask: torch.Tensor, mode: str = "retrieval",
-                   temperature: float = 0.01) -> torch.Tensor:
+                   temperature: float = 0.01, id_map: Optional[torch.Tensor] = None) -> torch.Tensor:
     """``(B, n)`` rewards of ``n`` sampled captions per image (rows ``b*n .. b*n+n-1`` belong to
-    image ``b`` of ``img``, per-branch ``(B, D)`` embeddings).
+    image ``b`` of ``img``, per-branch ``(B, D)`` embeddings in ``matcher``'s space).
 
     ``similarity``: the pair's score. ``retrieval``: ``log softmax_j(s(j, c) / temperature)`` at
     the caption's own image ``j = b``, over the ``B`` images: high only for a caption that fits its
     image better than the others (an order embedding gives a generic caption a high raw score).
+    ``margin``: ``s(b, c)`` minus the mean of ``s(j, c)`` over the other images ``j`` of the batch.
+    ``clip_s``: ``2.5 max(cos(b, c), 0)``, reference-free. ``id_map`` maps our token ids onto the
+    matcher's vocabulary (another run's matcher).
     """
     if mode not in REWARDS:
         raise ValueError(f"reward {mode!r} is not one of {', '.join(REWARDS)}")
     b = next(iter(img.values())).shape[0]
     n = tokens.shape[0] // b
     ids, lengths = sampled_caption_ids(tokens, mask)
+    if id_map is not None:
+        ids = id_map.to(ids.device)[ids]
     cap = matcher.encode_captions(ids, lengths)
     owner = torch.arange(b, device=tokens.device).repeat_interleave(n)  # (B*n,)
     if mode == "similarity":
         return matcher.paired_similarity({k: v[owner] for k, v in img.items()}, cap).view(b, n)
-    scores = matcher.similarity(img, cap) / temperature  # (B, B*n)
-    logp = torch.log_softmax(scores, dim=0)
-    return logp[owner, torch.arange(b * n, device=tokens.device)].view(b, n)
+    if mode == "clip_s":
+        return CLIP_S_WEIGHT * matcher.paired_cosine({k: v[owner] for k, v in img.items()}, cap).clamp(min=0).view(b, n)
+    scores = matcher.similarity(img, cap)  # (B, B*n)
+    cols = torch.arange(b * n, device=tokens.device)
+    if mode == "margin":
+        own = scores[owner, cols]
+        return (own - (scores.sum(0) - own) / max(b - 1, 1)).view(b, n)
+    logp = torch.log_softmax(scores / temperature, dim=0)
+    return logp[owner, cols].view(b, n)
 
 
 class LabelledCaptions:
@@ -93,14 +109,25 @@ class LabelledCaptions:
 
 
 def stage2_step(model, cfg: Config, feats: dict, pool_ids: np.ndarray, labelled: LabelledCaptions,
-                cider: CaptionReward, device: torch.device) -> tuple[torch.Tensor, dict]:
-    """The loss of one stage-2 step over ``pool_ids`` (unlabelled images) and a labelled batch."""
-    decoder, matcher, semi = model.decoder, model.matcher, cfg.semi
+                cider: CaptionReward, device: torch.device, judge: Optional[RewardMatcher] = None,
+                judge_feats: Optional[dict] = None) -> tuple[torch.Tensor, dict]:
+    """The loss of one stage-2 step over ``pool_ids`` (unlabelled images) and a labelled batch.
+
+    ``feats`` are our matcher's image embeddings (the decoder reads their grounded branch);
+    ``judge`` and ``judge_feats`` score the samples (default: our own matcher and ``feats``)."""
+    decoder, semi = model.decoder, cfg.semi
+    judge = judge or own_reward_matcher(model, cfg)
+    judge_feats = feats if judge_feats is None else judge_feats
     n, temp = cfg.look.scst_samples, cfg.look.temperature
+
+    def reward(ids, tokens, mask):
+        img = {k: v[ids].to(device) for k, v in judge_feats.items()}
+        return matcher_reward(judge.matcher, img, tokens, mask, semi.reward, semi.temperature, judge.id_map)
+
     terms = {}
     img = {k: v[pool_ids].to(device) for k, v in feats.items()}
     tokens, logprobs, mask = decoder.sample(img["grounded"], n, temp)
-    rewards = semi.similarity_weight * matcher_reward(matcher, img, tokens, mask, semi.reward, semi.temperature)
+    rewards = semi.similarity_weight * reward(pool_ids, tokens, mask)
     scst = self_critical(logprobs, mask, rewards, mean_of_others_baseline(rewards))
     terms["unlabelled_scst"], terms["_unlabelled_reward"] = scst.loss, scst.reward
     if semi.labelled_batch > 0 and (semi.cider_weight > 0 or semi.fluency_weight > 0):
@@ -110,8 +137,7 @@ def stage2_step(model, cfg: Config, feats: dict, pool_ids: np.ndarray, labelled:
             tokens, logprobs, mask = decoder.sample(lab["grounded"], n, temp)
             rewards = semi.cider_weight * cider(torch.as_tensor(ids), tokens).to(device)
             if semi.similarity_weight > 0 and len(ids) > 1:
-                rewards = rewards + semi.similarity_weight * matcher_reward(matcher, lab, tokens, mask, semi.reward,
-                                                                            semi.temperature)
+                rewards = rewards + semi.similarity_weight * reward(ids, tokens, mask)
             scst = self_critical(logprobs, mask, rewards, mean_of_others_baseline(rewards))
             terms["labelled_scst"], terms["_labelled_reward"] = scst.loss, scst.reward
         if semi.fluency_weight > 0:
@@ -120,6 +146,16 @@ def stage2_step(model, cfg: Config, feats: dict, pool_ids: np.ndarray, labelled:
                                                                    captions, lengths)
     loss = sum(v for k, v in terms.items() if not k.startswith("_"))
     return loss, {k.lstrip("_"): float(v.detach()) for k, v in terms.items()}
+
+
+def stage2_judge(cfg: Config, folder: RunFolder, model, vocab: Vocabulary, feature_dim: Optional[int],
+                 device: torch.device) -> RewardMatcher:
+    """Our own frozen matcher, or ``semi.reward_run``'s."""
+    if not cfg.semi.reward_run:
+        return own_reward_matcher(model, cfg)
+    judge = load_reward_run(cfg.semi.reward_run, folder.root, cfg, vocab, feature_dim)
+    judge.matcher.to(device)
+    return judge
 
 
 def run_stage2(cfg: Config, folder: RunFolder, train_split: Split, val_split: Split, vocab: Vocabulary,
@@ -131,7 +167,10 @@ def run_stage2(cfg: Config, folder: RunFolder, train_split: Split, val_split: Sp
     for p in model.matcher.parameters():
         p.requires_grad_(False)
     model.matcher.eval()
-    feats = encode_split(model.matcher, train_split, vocab, cfg.data, device, cfg.train.eval_batch_size, True, False)[0]
+    judge = stage2_judge(cfg, folder, model, vocab, ckpt.get("image_feature_dim"), device)
+    batch = cfg.train.eval_batch_size
+    feats = encode_split(model.matcher, train_split, vocab, cfg.data, device, batch, True, False)[0]
+    judge_feats = feats if judge.id_map is None else judge.image_features(train_split, vocab, device, batch)
     pool = unlabelled_ids(train_split)
     pool = pool if len(pool) else np.arange(train_split.num_images)  # every image labelled: all of them
     rng = np.random.default_rng([cfg.train.seed, 2])
@@ -142,13 +181,14 @@ def run_stage2(cfg: Config, folder: RunFolder, train_split: Split, val_split: Sp
     for epoch in range(cfg.semi.stage2_epochs):
         model.decoder.train()
         model.matcher.eval()  # frozen: no dropout in the reward's caption encoding
+        judge.matcher.eval()
         order = rng.permutation(pool)
         batches = [order[i:i + cfg.semi.batch_size] for i in range(0, len(order), cfg.semi.batch_size)]
         batches = [b for b in batches if len(b) > 1]  # the retrieval reward needs two images
         bar = tqdm(batches, desc=f"stage 2 epoch {epoch + 1}/{cfg.semi.stage2_epochs}", disable=writer is None,
                    leave=False)
         for ids in bar:
-            loss, terms = stage2_step(model, cfg, feats, ids, labelled, cider, device)
+            loss, terms = stage2_step(model, cfg, feats, ids, labelled, cider, device, judge, judge_feats)
             if not torch.isfinite(loss):
                 raise Stage2Error(f"stage 2: non-finite loss at epoch {epoch + 1}: {terms}; stage 1's model is "
                                    f"{stage1}")
