@@ -12,7 +12,7 @@ import os
 import tempfile
 from typing import Any, Callable
 
-from .tree import (BACKBONES, DATASET_KINDS, GAN_IMAGE_SIZES, GAN_LOSSES, MEASURES, REWARDS, SCHEDULES,
+from .tree import (BACKBONES, DATASET_KINDS, DIFF_AUGMENT, GAN_FUSIONS, GAN_IMAGE_SIZES, GAN_LOSSES, MEASURES, REWARDS, SCHEDULES,
                    SCST_BASELINES, Config, ConfigError)
 
 # (dotted key, test, what is accepted): one row per plain range or choice.
@@ -87,6 +87,10 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "imagine.batch_pairs": (lambda v: v >= 0, _NATURAL + " (0: the whole batch)"),
     "imagine.d_skip_loss": _AT_LEAST_0,
     "imagine.adv_loss": (lambda v: v in GAN_LOSSES, "one of " + ", ".join(GAN_LOSSES)),
+    "imagine.fusion": (lambda v: v in GAN_FUSIONS, "one of " + ", ".join(GAN_FUSIONS)),
+    "imagine.diff_augment": (lambda v: all(p.strip() in DIFF_AUGMENT for p in v.split(",")) if v.strip() else True,
+                             "empty or a comma-separated list of " + ", ".join(DIFF_AUGMENT)
+                             + " (no colour policy: captions name colours)"),
     "imagine.ema": (lambda v: 0 <= v < 1, "in [0, 1)"),
     "imagine.collapse_ratio": _AT_LEAST_0,
     "robust.warmup_epochs": _AT_LEAST_0,

@@ -18,6 +18,8 @@ GAN_IMAGE_SIZES = (32, 64, 128)  # imagine.image_size
 REWARDS = ("retrieval", "similarity", "margin", "clip_s")  # semi.reward
 SCHEDULES = ("joint", "sequential")  # train.schedule
 GAN_LOSSES = ("bce", "hinge")  # imagine.adv_loss
+GAN_FUSIONS = ("input", "affine")  # imagine.fusion
+DIFF_AUGMENT = ("translation", "cutout")  # imagine.diff_augment policies
 
 
 @dataclass
@@ -216,6 +218,13 @@ class ImagineConfig:
     collapse_ratio: float = 0.1  # warn when generated images vary less than this fraction of real ones
     adv_loss: str = "bce"  # bce (GAN-INT-CLS / StackGAN) | hinge (SN-GAN, DF-GAN)
     spectral_norm: bool = False  # spectral normalisation on every D layer, and no BatchNorm in D
+    # Where the condition enters the generator: input (StackGAN: concatenated with the noise) or
+    # affine (DF-GAN: also a per-channel scale and shift from it in every upsampling block).
+    fusion: str = "input"
+    # DiffAugment policies, comma-separated ("translation,cutout"): every image D sees, real or
+    # generated, is augmented the same differentiable way (empty: off). No colour policy: the
+    # captions name colours.
+    diff_augment: str = ""
     # Decay of an exponential moving average of the generator's (and CA's) weights, kept beside it
     # and used for every sample drawn after training (0: off; 0.999 is usual).
     ema: float = 0.0

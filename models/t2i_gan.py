@@ -13,12 +13,12 @@ Call :func:`init_weights` on each module (``module.apply(init_weights)``) for DC
 from __future__ import annotations
 
 import math
-
 from typing import Optional
 
 import torch
 import torch.nn as nn
 
+from config import GAN_FUSIONS
 from config import GAN_IMAGE_SIZES as IMAGE_SIZES
 
 
@@ -65,21 +65,51 @@ def _up_block(c_in: int, c_out: int) -> nn.Sequential:
     )
 
 
+class AffineUpBlock(nn.Module):
+    """Doubles the resolution with the condition fused in (DF-GAN's affine modulation, arXiv 2008.05865):
+    nearest upsample, conv3x3, BatchNorm without its own scale and shift, then ``x * (1 + gamma(c)) +
+    beta(c)`` per channel, ReLU. ``gamma`` and ``beta`` start at zero, so the block starts as a plain one."""
+
+    def __init__(self, c_in: int, c_out: int, c_dim: int):
+        super().__init__()
+        self.up = nn.Upsample(scale_factor=2, mode="nearest")
+        self.conv = nn.Conv2d(c_in, c_out, 3, padding=1, bias=False)
+        self.norm = nn.BatchNorm2d(c_out, affine=False)
+        self.gamma, self.beta = nn.Linear(c_dim, c_out), nn.Linear(c_dim, c_out)
+        self.reset_modulation()
+
+    def reset_modulation(self) -> None:
+        for layer in (self.gamma, self.beta):
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        x = self.norm(self.conv(self.up(x)))
+        x = x * (1 + self.gamma(c)[:, :, None, None]) + self.beta(c)[:, :, None, None]
+        return torch.relu(x)
+
+
 class Generator(nn.Module):
     """Noise ``z`` ``(B, Z)`` and condition ``c`` ``(B, C)`` -> images ``(B, 3, S, S)`` in ``[-1, 1]``.
 
     ``concat(z, c)`` -> Linear + BatchNorm + ReLU -> ``(8w, 4, 4)``, then upsampling blocks halving the channels
-    (never below ``w // 2``) until ``S``, then conv3x3 to RGB and tanh.
+    (never below ``w // 2``) until ``S``, then conv3x3 to RGB and tanh. With ``fusion="affine"`` every
+    upsampling block also reads ``c`` (:class:`AffineUpBlock`), not the input layer alone.
 
     Args:
         c_dim: ``C``, the condition size.
         z_dim: ``Z``, the noise size.
         image_size: ``S`` in {32, 64, 128}.
         width: ``w``, the base channel count (64 in StackGAN; tests use 4).
+        fusion: ``"input"`` (StackGAN) or ``"affine"`` (DF-GAN-style modulation in every block).
     """
 
-    def __init__(self, c_dim: int = 128, z_dim: int = 100, image_size: int = 64, width: int = 64):
+    def __init__(self, c_dim: int = 128, z_dim: int = 100, image_size: int = 64, width: int = 64,
+                 fusion: str = "input"):
         super().__init__()
+        if fusion not in GAN_FUSIONS:
+            raise ValueError(f"fusion must be one of {GAN_FUSIONS}, got {fusion!r}")
+        self.fusion = fusion
         n = _blocks(image_size)
         self.z_dim, self.c_dim, self.image_size = z_dim, c_dim, image_size
         self.top = 8 * width
@@ -89,13 +119,20 @@ class Generator(nn.Module):
             nn.ReLU(inplace=True),
         )
         channels = [self.top] + [max(self.top >> (k + 1), max(width // 2, 1)) for k in range(n)]
-        self.blocks = nn.Sequential(*(_up_block(a, b) for a, b in zip(channels[:-1], channels[1:])))
+        pairs = list(zip(channels[:-1], channels[1:]))
+        self.blocks = (nn.ModuleList(AffineUpBlock(a, b, c_dim) for a, b in pairs) if fusion == "affine"
+                       else nn.Sequential(*(_up_block(a, b) for a, b in pairs)))
         self.to_rgb = nn.Conv2d(channels[-1], 3, 3, padding=1)
 
     def forward(self, z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         x = self.fc(torch.cat([z, c], dim=1)).view(-1, self.top, 4, 4)  # (B, 8w, 4, 4)
         # Channels-last activations run the few-channel convs at 32-128 px about 1.7x faster on CPU.
-        x = self.blocks(x.contiguous(memory_format=torch.channels_last))  # (B, w', S, S)
+        x = x.contiguous(memory_format=torch.channels_last)
+        if self.fusion == "affine":
+            for block in self.blocks:
+                x = block(x, c)
+        else:
+            x = self.blocks(x)  # (B, w', S, S)
         return torch.tanh(self.to_rgb(x)).contiguous()  # (B, 3, S, S)
 
 
@@ -106,12 +143,16 @@ class TextToImage(nn.Module):
     the model), and sampling needs only this module.
     """
 
-    def __init__(self, text_dim: int, c_dim: int = 128, z_dim: int = 100, image_size: int = 64, width: int = 64):
+    def __init__(self, text_dim: int, c_dim: int = 128, z_dim: int = 100, image_size: int = 64, width: int = 64,
+                 fusion: str = "input"):
         super().__init__()
         self.ca = ConditioningAugmentation(text_dim, c_dim)
-        self.generator = Generator(c_dim, z_dim, image_size, width)
+        self.generator = Generator(c_dim, z_dim, image_size, width, fusion)
         self.z_dim, self.image_size = z_dim, image_size
         self.apply(init_weights)
+        for block in self.modules():
+            if isinstance(block, AffineUpBlock):
+                block.reset_modulation()  # after DCGAN's init: modulation starts at the identity
 
     def forward(self, text: torch.Tensor, z: torch.Tensor, sample: bool = True, interpolate: bool = False) -> dict:
         """Grounded caption features ``(B, T)`` and noise ``(B, Z)`` -> ``{"fake", "mu", "logvar"}``.
@@ -203,7 +244,7 @@ def init_weights(module: nn.Module) -> None:
     """DCGAN init, for ``model.apply(init_weights)``: conv/linear N(0, 0.02), BatchNorm N(1, 0.02), zero biases."""
     if isinstance(module, (nn.Conv2d, nn.Linear)):
         nn.init.normal_(module.weight, 0.0, 0.02)
-    elif isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
+    elif isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)) and module.affine:
         nn.init.normal_(module.weight, 1.0, 0.02)
     else:
         return

@@ -16,6 +16,7 @@ import torch
 from config import ImagineConfig
 from data.datasets import encoder_images
 from losses.gan import discriminator_loss, generated_match_loss, generator_loss, mismatched_indices
+from models.diff_augment import DiffAugment
 from models.modes import eval_mode
 from models.t2i_gan import Discriminator, init_weights
 
@@ -49,6 +50,7 @@ class Critic:
         self.module.apply_spectral_norm()
         self.optimizer = torch.optim.Adam(self.module.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
         self.skipped = 0
+        self.augment = DiffAugment(cfg.diff_augment)
 
     def to(self, device: torch.device) -> "Critic":
         self.module.to(device)
@@ -66,7 +68,11 @@ class Critic:
         d.train()
         cond = out["mu"].detach()  # (n, C): D judges the caption, it does not train the text encoder
         wrong = cond[mismatched_indices(image_ids)]  # each real image with another image's caption
-        terms = discriminator_loss(d(real, cond), d(real, wrong), d(out["fake"].detach(), cond), self.cfg.adv_loss)
+        fake = out["fake"].detach()
+        if self.augment:  # one transform per pair: its real image (with its own and a wrong caption) and its fake
+            params = self.augment.draw(len(real), real.shape[-1], real.device)
+            real, fake = self.augment.apply(real, params), self.augment.apply(fake, params)
+        terms = discriminator_loss(d(real, cond), d(real, wrong), d(fake, cond), self.cfg.adv_loss)
         total = terms["total"]
         mean = float(distributed.all_reduce_mean(total.detach()))
         skip = mean < self.cfg.d_skip_loss or not math.isfinite(mean)
@@ -96,12 +102,14 @@ def generator_terms(critic: Critic, out: dict, cfg: ImagineConfig, matcher=None,
     among theirs: the match path teaching imagine. ``weights (B,)`` (robust training) scale each
     pair's ``gan_match`` terms.
     """
+    augment = critic.augment  # D sees generated images the way it was trained to: augmented (fresh draws)
     with frozen(critic.module) as d:
-        terms = generator_loss(d(out["fake"], out["mu"].detach()), out["mu"], out["logvar"], cfg.kl_weight, cfg.adv_loss)
+        terms = generator_loss(d(augment(out["fake"]), out["mu"].detach()), out["mu"], out["logvar"], cfg.kl_weight,
+                               cfg.adv_loss)
         adv = terms["adv"]
         if "fake_int" in out:
-            adv = adv + generator_loss(d(out["fake_int"], out["mu_int"].detach()), out["mu"], out["logvar"], 0.0,
-                                       cfg.adv_loss)["adv"]
+            adv = adv + generator_loss(d(augment(out["fake_int"]), out["mu_int"].detach()), out["mu"], out["logvar"],
+                                       0.0, cfg.adv_loss)["adv"]
     result = {"gan_g": adv, "gan_kl": cfg.kl_weight * terms["kl"]}
     if cfg.match_weight > 0 and matcher is not None:
         encoder = matcher.image_encoder
