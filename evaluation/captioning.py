@@ -133,6 +133,15 @@ def _fluency(decoder, grounded: torch.Tensor, beams: list[list[str]], vocab: Voc
     return out
 
 
+def _encoded_captions(matcher, captions: Sequence[str], vocab: Vocabulary, data_cfg: DataConfig,
+                      device: torch.device, batch_size: int):
+    """``(start, per-branch caption embeddings on CPU)`` for consecutive batches of ``captions``;
+    the caller runs it under ``eval_mode(matcher)`` and ``torch.no_grad()``."""
+    for start in range(0, len(captions), batch_size):
+        ids, lengths = encode_texts(captions[start:start + batch_size], vocab, data_cfg.max_caption_len)
+        yield start, {k: v.cpu() for k, v in matcher.encode_captions(ids.to(device), lengths).items()}
+
+
 def distinctiveness(matcher, split: Split, captions: Sequence[str], vocab: Vocabulary, data_cfg: DataConfig,
                     device: torch.device, batch_size: int = 256, img: Optional[dict] = None) -> dict:
     """How well each image's generated caption retrieves that image among the split's images, in
@@ -142,12 +151,10 @@ def distinctiveness(matcher, split: Split, captions: Sequence[str], vocab: Vocab
     img = {k: v[:len(captions)] for k, v in img.items()}
     ranks = []
     with eval_mode(matcher), torch.no_grad():
-        for start in range(0, len(captions), batch_size):
-            part = captions[start:start + batch_size]
-            ids, lengths = encode_texts(part, vocab, data_cfg.max_caption_len)
-            cap = {k: v.cpu() for k, v in matcher.encode_captions(ids.to(device), lengths).items()}
-            scores = matcher.similarity(img, cap)  # (N, P)
-            own = scores[torch.arange(start, start + len(part)), torch.arange(len(part))]
+        for start, cap in _encoded_captions(matcher, captions, vocab, data_cfg, device, batch_size):
+            n = next(iter(cap.values())).shape[0]
+            scores = matcher.similarity(img, cap)  # (N, n)
+            own = scores[torch.arange(start, start + n), torch.arange(n)]
             ranks.append((scores > own[None]).sum(0))  # images scoring above the caption's own image
     ranks = torch.cat(ranks).float()
     return {f"r{k}": round(100 * float((ranks < k).float().mean()), 2) for k in (1, 5)}
@@ -164,11 +171,8 @@ def reference_free_score(matcher, split: Split, captions: Sequence[str], vocab: 
         img = encode_split(matcher, split, vocab, data_cfg, device, batch_size, False, False)[0]
     scores = []
     with eval_mode(matcher), torch.no_grad():
-        for start in range(0, len(captions), batch_size):
-            part = captions[start:start + batch_size]
-            ids, lengths = encode_texts(part, vocab, data_cfg.max_caption_len)
-            cap = {k: v.cpu() for k, v in matcher.encode_captions(ids.to(device), lengths).items()}
-            own = {k: v[start:start + len(part)] for k, v in img.items()}
+        for start, cap in _encoded_captions(matcher, captions, vocab, data_cfg, device, batch_size):
+            own = {k: v[start:start + next(iter(cap.values())).shape[0]] for k, v in img.items()}
             scores.append(CLIP_S_WEIGHT * matcher.paired_cosine(own, cap).clamp(min=0))
     return round(float(torch.cat(scores).mean()), 4)
 
@@ -179,8 +183,9 @@ def _mean_words(words: Sequence[Sequence[str]]) -> float:
 
 def fluency(captions: Sequence[str], references: Sequence[str]) -> dict:
     """Word-salad indicators: mean length, share of captions with a word repeated back to back,
-    share with a word pair said twice ("a red circle a red circle"), and share that occur verbatim among ``references`` (any image's; a grammar check for templated
-    data such as Shapes, where a fluent caption is usually some image's reference)."""
+    share with a word pair said twice ("a red circle a red circle"), and share that occur verbatim
+    among ``references`` (any image's; a grammar check for templated data such as Shapes, where a
+    fluent caption is usually some image's reference)."""
     words = [tokenize(c) for c in captions]
     seen = {" ".join(tokenize(c)) for c in references}
     n = max(len(words), 1)
