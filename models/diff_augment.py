@@ -19,7 +19,9 @@ from typing import Optional, Sequence
 import torch
 import torch.nn.functional as F
 
-POLICIES = ("translation", "cutout")
+from config import DIFF_AUGMENT
+
+POLICIES = DIFF_AUGMENT  # the config keeps the list (imagine.diff_augment is checked against it)
 TRANSLATION_RATIO = 0.125
 CUTOUT_RATIO = 0.5
 
