@@ -62,11 +62,17 @@ def load_grader(run_dir: str, own_run: str, cfg: Config, feature_dim: Optional[i
     return Grader(matcher, vocab, data_cfg, run_dir)
 
 
-def grade(grader: Grader, split: Split, captions: Sequence[str], device: torch.device, batch: int = 256) -> dict:
-    """Distinctiveness (``r1``, ``r5``) and the reference-free score (``clip_s``) of one caption
-    per image of ``split`` in the grader's embedding."""
+def grader_images(grader: Grader, split: Split, device: torch.device, batch: int = 256) -> dict:
+    """The split's image embeddings in the grader's space (for several :func:`grade` calls)."""
     grader.matcher.to(device)
-    img = encode_split(grader.matcher, split, grader.vocab, grader.data_cfg, device, batch, False, False)[0]
+    return encode_split(grader.matcher, split, grader.vocab, grader.data_cfg, device, batch, False, False)[0]
+
+
+def grade(grader: Grader, split: Split, captions: Sequence[str], device: torch.device, batch: int = 256,
+          img: Optional[dict] = None) -> dict:
+    """Distinctiveness (``r1``, ``r5``) and the reference-free score (``clip_s``) of one caption
+    per image of ``split`` in the grader's embedding (``img``: :func:`grader_images`, when at hand)."""
+    img = grader_images(grader, split, device, batch) if img is None else img
     out = distinctiveness(grader.matcher, split, captions, grader.vocab, grader.data_cfg, device, batch, img)
     out["clip_s"] = reference_free_score(grader.matcher, split, captions, grader.vocab, grader.data_cfg, device,
                                          batch, img)

@@ -22,7 +22,7 @@ from synthesis.probe import probe_generator
 from synthesis.sampling import save_png, split_grid
 
 from .captioning import decode_options, evaluate_captions, reference_free_score
-from .graders import grade, load_grader
+from .graders import grade, grader_images, load_grader
 from .nn_captioner import nearest_neighbour_section
 from .report_html import write_html_report
 from .report_md import markdown_table, retrieval_section, write_report
@@ -177,16 +177,19 @@ def semi_section(cfg: Config, folder: RunFolder, test: Split, vocab: Vocabulary,
                                       ("evaluator", cfg.semi.evaluator_run, "semi.evaluator_run")) if run}
     stage2 = folder.checkpoint("stage2")
     batch = cfg.train.eval_batch_size
+    grader_img = {name: grader_images(grader, test, device, batch) for name, grader in graders.items()}  # frozen: once
     for stage, path in (("stage1", folder.checkpoint("last")), ("stage2", stage2)):
         if stage == "stage2" and (cfg.semi.stage2_epochs <= 0 or not os.path.exists(path)):
             continue
         model = load_trained(folder.root, path)[2].to(device)
+        img = encode_split(model.matcher, test, vocab, cfg.data, device, batch, False, False)[0]
         metrics = evaluate_captions(model, test, vocab, cfg.data, device, cfg.look.beam_size, batch,
-                                    progress=False, meteor=False, keep_captions=True, **decode_options(cfg.look))
+                                    progress=False, meteor=False, img=img, keep_captions=True,
+                                    **decode_options(cfg.look))
         out[stage] = {k: metrics[k] for k in ("CIDEr", "BLEU-4", "distinctiveness", "fluency")}
         out[stage]["checkpoint"] = os.path.basename(path)
         captions = metrics["captions"]
-        out[stage]["clip_s"] = reference_free_score(model.matcher, test, captions, vocab, cfg.data, device, batch)
+        out[stage]["clip_s"] = reference_free_score(model.matcher, test, captions, vocab, cfg.data, device, batch, img)
         for name, grader in graders.items():
-            out[stage][name] = grade(grader, test, captions, device, batch)
+            out[stage][name] = grade(grader, test, captions, device, batch, grader_img[name])
     return out
