@@ -12,8 +12,8 @@ import os
 import tempfile
 from typing import Any, Callable
 
-from .tree import (BACKBONES, DATASET_KINDS, DIFF_AUGMENT, GAN_FUSIONS, GAN_IMAGE_SIZES, GAN_LOSSES, MEASURES, REWARDS,
-                   SCHEDULES, SCST_BASELINES, Config, ConfigError)
+from .tree import (BACKBONES, DATASET_KINDS, DIFF_AUGMENT, GAN_FUSIONS, GAN_IMAGE_SIZES, GAN_LOSSES, LR_SCHEDULES, MEASURES,
+                   REWARDS, SCHEDULES, SCST_BASELINES, Config, ConfigError)
 
 # (dotted key, test, what is accepted): one row per plain range or choice.
 _POSITIVE = "> 0"
@@ -104,6 +104,7 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "train.lr": _ABOVE_0,
     "train.lr_decay_epochs": (lambda v: v >= 0, _NATURAL + " (0: never)"),
     "train.lr_decay": (lambda v: 0 < v <= 1, "0 < value <= 1"),
+    "train.lr_schedule": (lambda v: v in LR_SCHEDULES, "one of " + ", ".join(LR_SCHEDULES)),
     "train.grad_clip": (lambda v: v >= 0, _NATURAL + " (0: off)"),
     "train.eval_batch_size": _AT_LEAST_1,
     "train.log_every": _AT_LEAST_1,

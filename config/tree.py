@@ -17,6 +17,7 @@ SCST_BASELINES = ("mean", "greedy")  # look.scst_baseline
 GAN_IMAGE_SIZES = (32, 64, 128)  # imagine.image_size
 REWARDS = ("retrieval", "similarity", "margin", "clip_s")  # semi.reward
 SCHEDULES = ("joint", "sequential")  # train.schedule
+LR_SCHEDULES = ("step", "cosine")  # train.lr_schedule
 GAN_LOSSES = ("bce", "hinge")  # imagine.adv_loss
 GAN_FUSIONS = ("input", "affine")  # imagine.fusion
 DIFF_AUGMENT = ("translation", "cutout")  # imagine.diff_augment policies
@@ -240,6 +241,9 @@ class TrainConfig:
     lr: float = 2e-4
     lr_decay_epochs: int = 7  # multiply lr by lr_decay every this many epochs (0: never)
     lr_decay: float = 0.1
+    # step: x lr_decay every lr_decay_epochs; cosine: from lr down to lr x lr_decay in the last epoch
+    # along half a cosine, one value per epoch (lr_decay_epochs unused)
+    lr_schedule: str = "step"
     grad_clip: float = 2.0  # max global grad norm (0: off)
     one_caption_per_image: bool = True  # epoch = one random caption per image (false: all captions)
     device: str = "auto"  # auto | cpu | cuda | cuda:N

@@ -2,6 +2,7 @@
 order, the loader, the batch size a small training set allows, the vocabulary, the optimisers."""
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import replace
 from typing import Optional
@@ -101,7 +102,7 @@ def build_vocabulary(cfg: Config, folder: RunFolder, train_split, dist: distribu
     return vocab
 
 
-def build_optimizers(cfg: Config, model: LIM) -> tuple[dict, torch.optim.lr_scheduler.StepLR]:
+def build_optimizers(cfg: Config, model: LIM) -> tuple[dict, torch.optim.lr_scheduler.LRScheduler]:
     """One Adam per path (docs/DESIGN.md section 2): ``match`` (encoders), ``look`` (the decoder) and
     ``imagine`` (conditioning augmentation + generator; the discriminator's is in its :class:`Critic`)."""
     def trainable(module: torch.nn.Module) -> list:
@@ -113,9 +114,24 @@ def build_optimizers(cfg: Config, model: LIM) -> tuple[dict, torch.optim.lr_sche
     if model.imagine is not None:
         optimizers["imagine"] = torch.optim.Adam(trainable(model.imagine), lr=cfg.imagine.lr,
                                                  betas=(cfg.imagine.beta1, cfg.imagine.beta2))
+    return optimizers, lr_scheduler(cfg, optimizers["match"])
+
+
+def lr_factor(cfg: Config, epoch: int) -> float:
+    """The matcher's learning rate in 0-based ``epoch`` as a multiple of ``train.lr``."""
+    t = cfg.train
+    if t.lr_schedule == "cosine":
+        return t.lr_decay + (1 - t.lr_decay) * 0.5 * (1 + math.cos(math.pi * epoch / max(t.epochs - 1, 1)))
+    return t.lr_decay ** (epoch // t.lr_decay_epochs) if t.lr_decay_epochs else 1.0
+
+
+def lr_scheduler(cfg: Config, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:
+    """Stepped once per epoch. ``step`` keeps the StepLR of older run folders (its state loads into
+    theirs); ``cosine`` is a LambdaLR over :func:`lr_factor`."""
+    if cfg.train.lr_schedule == "cosine":
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: lr_factor(cfg, epoch))
     step_size = cfg.train.lr_decay_epochs or 10**9
-    scheduler = torch.optim.lr_scheduler.StepLR(optimizers["match"], step_size=step_size, gamma=cfg.train.lr_decay)
-    return optimizers, scheduler
+    return torch.optim.lr_scheduler.StepLR(optimizer, step_size=step_size, gamma=cfg.train.lr_decay)
 
 
 def start_weighting(cfg: Config, pairs: PairState, epoch: int, writer, step: int) -> None:

@@ -39,7 +39,7 @@ def schedule_changes(cfg: Config) -> list[tuple[int, str]]:
     changes += [(e, f"the caption decoder moved from XE to SCST at epoch {e + 1} (look.scst_epochs="
                     f"{cfg.look.scst_epochs}): try a lower look.scst_lr (now {cfg.look.scst_lr:g}) or "
                     "look.scst_epochs=0") for e in scst]
-    if cfg.train.lr_decay_epochs > 0:
+    if cfg.train.lr_schedule == "step" and cfg.train.lr_decay_epochs > 0:  # cosine has no abrupt change
         every = cfg.train.lr_decay_epochs
         changes += [(e, f"the learning rate was multiplied by {cfg.train.lr_decay:g} at epoch {e + 1} "
                         f"(train.lr_decay_epochs={every}): try a later train.lr_decay_epochs")
