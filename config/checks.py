@@ -108,6 +108,7 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "train.grad_clip": (lambda v: v >= 0, _NATURAL + " (0: off)"),
     "train.eval_batch_size": _AT_LEAST_1,
     "train.log_every": _AT_LEAST_1,
+    "train.generative_every": _AT_LEAST_1,
     "train.max_steps": (lambda v: v >= 0, _NATURAL + " (0: no limit)"),
     "train.schedule": (lambda v: v in SCHEDULES, "one of " + ", ".join(SCHEDULES)),
 }

@@ -255,6 +255,9 @@ class TrainConfig:
     # one encoder pass). sequential: the paper's order, D, G, decoder, ranking, each its own
     # forward, backward and optimizer step.
     schedule: str = "joint"
+    # look and imagine join every this many steps (1: every step); the steps between train the
+    # matcher alone, at its own speed (the generative paths cost about as much as the matcher)
+    generative_every: int = 1
 
 
 @dataclass

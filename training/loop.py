@@ -164,7 +164,8 @@ def train_epoch(cfg: Config, ddp, optimizers: dict, loss_fn: RankingLoss, loader
     for i, batch in enumerate(bar):
         hard_weight = loss_fn.hard_weight_at(epoch + i / len(loader))  # ramps per step, not per epoch
         terms, loss_total = {}, 0.0
-        for paths in updates:  # one update (joint), or one per path in the paper's order (sequential)
+        generative = state["step"] % cfg.train.generative_every == 0
+        for paths in (updates if generative else [("rank",)]):  # one update (joint), or one per path in the paper's order (sequential)
             loss, update_terms = joint_step(ddp, batch, device, cfg, loss_fn, hard_weight, phase, reward, critic, paths,
                                             pair_state)
             terms.update(update_terms)
