@@ -91,6 +91,7 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "imagine.diff_augment": (lambda v: all(p.strip() in DIFF_AUGMENT for p in v.split(",")) if v.strip() else True,
                              "empty or a comma-separated list of " + ", ".join(DIFF_AUGMENT)
                              + " (no colour policy: captions name colours)"),
+    "imagine.every": _AT_LEAST_1,
     "imagine.ema": (lambda v: 0 <= v < 1, "in [0, 1)"),
     "imagine.collapse_ratio": _AT_LEAST_0,
     "robust.warmup_epochs": _AT_LEAST_0,
@@ -108,7 +109,6 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "train.grad_clip": (lambda v: v >= 0, _NATURAL + " (0: off)"),
     "train.eval_batch_size": _AT_LEAST_1,
     "train.log_every": _AT_LEAST_1,
-    "train.generative_every": _AT_LEAST_1,
     "train.max_steps": (lambda v: v >= 0, _NATURAL + " (0: no limit)"),
     "train.schedule": (lambda v: v in SCHEDULES, "one of " + ", ".join(SCHEDULES)),
 }

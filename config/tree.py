@@ -229,6 +229,9 @@ class ImagineConfig:
     # Decay of an exponential moving average of the generator's (and CA's) weights, kept beside it
     # and used for every sample drawn after training (0: off; 0.999 is usual).
     ema: float = 0.0
+    # The GAN (D step, G's terms) joins every this many training steps (1: every step); the steps
+    # between train the matcher and the decoder only. The GAN costs about 0.8x the matcher's step.
+    every: int = 1
 
 
 @dataclass
@@ -255,9 +258,6 @@ class TrainConfig:
     # one encoder pass). sequential: the paper's order, D, G, decoder, ranking, each its own
     # forward, backward and optimizer step.
     schedule: str = "joint"
-    # look and imagine join every this many steps (1: every step); the steps between train the
-    # matcher alone, at its own speed (the generative paths cost about as much as the matcher)
-    generative_every: int = 1
 
 
 @dataclass

@@ -71,7 +71,7 @@ def test_sequential_schedule_trains_and_a_bad_schedule_is_named(tmp_path):
 
 
 @pytest.mark.parametrize("schedule", ["joint", "sequential"])
-def test_generative_paths_join_every_kth_step_and_the_rest_train_the_matcher(tmp_path, monkeypatch, schedule):
+def test_the_gan_joins_every_kth_step_and_the_rest_train_matcher_and_decoder(tmp_path, monkeypatch, schedule):
     import training.loop
     calls = []
     real_step = training.loop.joint_step
@@ -81,10 +81,12 @@ def test_generative_paths_join_every_kth_step_and_the_rest_train_the_matcher(tmp
         return real_step(model, batch, device, cfg, loss_fn, hard_weight, phase, reward, critic, paths, pairs)
 
     monkeypatch.setattr(training.loop, "joint_step", spy)
-    # 2 epochs of 3 steps: steps 0 and 3 with every path, the four others the ranking loss alone
-    train.main(tiny(tmp_path, **{"look.scst_epochs": 0, "train.generative_every": 3, "train.schedule": schedule}))
-    every = [("imagine", "look", "rank")] if schedule == "joint" else [("imagine",), ("look",), ("rank",)]
-    rank = [("rank",)]
-    assert calls == every + rank + rank + every + rank + rank
-    with pytest.raises(ConfigError, match="train.generative_every"):
-        train.main(tiny(tmp_path, out="bad", **{"train.generative_every": 0}))
+    # 2 epochs of 3 steps: steps 0 and 3 with the GAN, the four others without it
+    train.main(tiny(tmp_path, **{"look.scst_epochs": 0, "imagine.every": 3, "train.schedule": schedule}))
+    if schedule == "joint":
+        gan, rest = [("imagine", "look", "rank")], [("look", "rank")]
+    else:
+        gan, rest = [("imagine",), ("look",), ("rank",)], [("look",), ("rank",)]
+    assert calls == gan + rest + rest + gan + rest + rest
+    with pytest.raises(ConfigError, match="imagine.every"):
+        train.main(tiny(tmp_path, out="bad", **{"imagine.every": 0}))

@@ -160,12 +160,13 @@ def train_epoch(cfg: Config, ddp, optimizers: dict, loss_fn: RankingLoss, loader
     groups = [[p for g in opt.param_groups for p in g["params"]] for opt in optimizers.values()]
     bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.train.epochs} ({phase})", disable=writer is None, leave=False)
     pairs, last = 0, float("nan")
-    updates = schedule_paths(cfg, phase, critic is not None)
+    with_gan = schedule_paths(cfg, phase, critic is not None)
+    without_gan = schedule_paths(cfg, phase, False)
     for i, batch in enumerate(bar):
         hard_weight = loss_fn.hard_weight_at(epoch + i / len(loader))  # ramps per step, not per epoch
         terms, loss_total = {}, 0.0
-        generative = state["step"] % cfg.train.generative_every == 0
-        for paths in (updates if generative else [("rank",)]):  # one update (joint), or one per path in the paper's order (sequential)
+        updates = with_gan if state["step"] % cfg.imagine.every == 0 else without_gan
+        for paths in updates:  # one update (joint), or one per path in the paper's order (sequential)
             loss, update_terms = joint_step(ddp, batch, device, cfg, loss_fn, hard_weight, phase, reward, critic, paths,
                                             pair_state)
             terms.update(update_terms)
