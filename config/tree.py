@@ -190,6 +190,10 @@ class LookConfig:
     rerank_fluency_weight: float = 1.0  # the decoder's mean log-likelihood's share of a candidate's score
     # METEOR in the end-of-training report (its Java scorer takes ~15 s to start; evaluate.py always runs it).
     meteor: bool = True
+    # The end-of-training report also re-ranks each test query's top K by the fused pair score
+    # (embedding + the decoder's caption likelihood, weight picked on val), as evaluate.py --rerank K
+    # does (0: off).
+    fused_top_k: int = 0
 
 
 @dataclass

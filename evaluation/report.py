@@ -22,6 +22,7 @@ from synthesis.probe import probe_generator
 from synthesis.sampling import save_png, split_grid
 
 from .captioning import decode_options, evaluate_captions, reference_free_score
+from .fused import fused_section
 from .graders import grade, grader_images, load_grader
 from .nn_captioner import nearest_neighbour_section
 from .report_html import write_html_report
@@ -36,9 +37,9 @@ GRID_CAPTIONS, GRID_SAMPLES = 8, 6
 
 def captioning_by_phase(cfg: Config, folder: RunFolder, test, vocab: Vocabulary, device) -> dict:
     """Test CIDEr / BLEU-4 of the decoder after cross-entropy (``xe.pt``) and after SCST (``last``)."""
-    phases = {"xe": folder.checkpoint("xe")}
-    if cfg.look.scst_epochs:
-        phases["scst"] = folder.checkpoint("last")
+    if not cfg.look.scst_epochs:  # no SCST: nothing to compare, and decoding the test split again costs time
+        return {}
+    phases = {"xe": folder.checkpoint("xe"), "scst": folder.checkpoint("last")}
     out = {}
     for phase, path in phases.items():
         if not os.path.exists(path):
@@ -143,6 +144,9 @@ def final_report(cfg: Config, folder: RunFolder, device: torch.device, state: di
     opts = ReportOptions(meteor=cfg.look.meteor, results_path=folder.path("captions_test"))
     report, embeddings = measure(model, cfg, vocab, test, device, folder.checkpoint("best"), opts, writer,
                                  state["step"])
+    if model.decoder is not None and cfg.look.fused_top_k > 0:
+        report["retrieval"]["fused"] = fused_section(model, cfg, vocab, test, embeddings, report["protocol"],
+                                                     cfg.look.fused_top_k, device, progress=False)
     report.update(best_epoch=ckpt["best_epoch"] + 1, val_rsum=round(ckpt["best_rsum"], 2),
                   train_seconds=round(state["seconds"], 1), steps=state["step"])
     if model.decoder is not None:

@@ -107,3 +107,18 @@ def test_evaluate_rerank_reports_fused_beside_embedding(tmp_path):
     train.main(tiny(tmp_path, out="nodecoder", **{"train.epochs": 1, "look.lambda_i2t": 0, "imagine.lambda_t2i": 0}))
     with pytest.raises(CheckpointError, match="no caption decoder"):
         evaluate.main([str(tmp_path / "nodecoder"), "--rerank", "5", "--no-captions"])
+
+
+def test_training_report_carries_the_fused_rows_when_asked(tmp_path):
+    import evaluate
+    import train
+    from tests.test_train import tiny
+
+    report = train.main(tiny(tmp_path, **{"train.epochs": 1, "imagine.lambda_t2i": 0, "look.fused_top_k": 5}))
+    again = evaluate.main([str(tmp_path / "run"), "--rerank", "5", "--no-captions", "--no-html", "--no-swaps"])
+    assert report["retrieval"]["fused"] == again["retrieval"]["fused"]  # the same val weight, the same test ranks
+    assert "fused" in (tmp_path / "run" / "report.md").read_text()
+    # without a decoder there is no likelihood to fuse: the key is left out, nothing fails
+    plain = train.main(tiny(tmp_path, out="plain", **{"train.epochs": 1, "look.lambda_i2t": 0,
+                                                      "imagine.lambda_t2i": 0, "look.fused_top_k": 5}))
+    assert "fused" not in plain["retrieval"]
