@@ -4,11 +4,12 @@
 
 Settings: the Shapes default (small CNN on 64 px images, two-branch matcher, caption decoder,
 text-to-image GAN) built up path by path (matcher only; + look XE; + imagine; + imagine without its
-matching loss; look SCST + imagine), and a COCO-shaped precomputed-feature
-matcher (2048-d synthetic features, batch 128, 1024-d embedding, 1024-unit GRU, 10k-word
-vocabulary, 12-word captions), and `configs/custom.yaml` on an icon-set-shaped batch (2,510 words,
-9-token captions) path by path, with the rate `imagine.every=3` would give. Batches are made once, so data loading is excluded: the numbers
-are the model's step rate, and the ratios between settings are what carries across machines.
+matching loss; look SCST + imagine); `configs/custom.yaml` on an icon-set-shaped batch (2,510
+words, 9-token captions) path by path, with the rate `imagine.every=3` would give; and a
+COCO-shaped precomputed-feature matcher (2048-d synthetic features, batch 128, 1024-d embedding,
+1024-unit GRU, 10k-word vocabulary, 12-word captions). Batches are made once, so data loading is
+excluded: the numbers are the model's step rate, and the ratios between settings are what carries
+across machines.
 """
 from __future__ import annotations
 
@@ -24,11 +25,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from config import Config, ImagineConfig, LookConfig, ModelConfig, load_config  # noqa: E402
 from data import build_vocab, load_split  # noqa: E402
 from data.datasets import PairDataset, collate_pairs, image_transform  # noqa: E402
+from losses.ranking import RankingLoss  # noqa: E402
+from models.lim import LIM  # noqa: E402
 from training.imagine import Critic  # noqa: E402
 from training.look import CaptionReward  # noqa: E402
 from training.steps import joint_step  # noqa: E402
-from losses.ranking import RankingLoss  # noqa: E402
-from models.lim import LIM  # noqa: E402
 
 CUSTOM = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "custom.yaml")
 

@@ -12,8 +12,8 @@ import os
 import tempfile
 from typing import Any, Callable
 
-from .tree import (BACKBONES, DATASET_KINDS, DIFF_AUGMENT, GAN_FUSIONS, GAN_IMAGE_SIZES, GAN_LOSSES, LR_SCHEDULES, MEASURES,
-                   REWARDS, SCHEDULES, SCST_BASELINES, Config, ConfigError)
+from .tree import (BACKBONES, DATASET_KINDS, DIFF_AUGMENT, GAN_FUSIONS, GAN_IMAGE_SIZES, GAN_LOSSES, LR_SCHEDULES,
+                   MEASURES, REWARDS, SCHEDULES, SCST_BASELINES, Config, ConfigError)
 
 # (dotted key, test, what is accepted): one row per plain range or choice.
 _POSITIVE = "> 0"

@@ -234,7 +234,8 @@ class ImagineConfig:
     # and used for every sample drawn after training (0: off; 0.999 is usual).
     ema: float = 0.0
     # The GAN (D step, G's terms) joins every this many training steps (1: every step); the steps
-    # between train the matcher and the decoder only. The GAN costs about 0.8x the matcher's step.
+    # between train the matcher and the decoder only. The GAN's step costs about three quarters of
+    # the matcher's (benchmarks/bench_train.py).
     every: int = 1
 
 

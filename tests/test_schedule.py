@@ -5,11 +5,11 @@ import torch
 import train
 from config import Config, ConfigError, ImagineConfig, LookConfig, ModelConfig
 from data.datasets import normalize_uint8
-from training.imagine import Critic
-from training.steps import joint_step, schedule_paths
 from losses.ranking import RankingLoss
 from models.lim import LIM
 from tests.test_train import tiny
+from training.imagine import Critic
+from training.steps import joint_step, schedule_paths
 
 
 def test_schedule_paths_follow_the_papers_order_and_skip_switched_off_paths():
