@@ -38,8 +38,8 @@ from runfolder.checkpoint import CheckpointError
 from training import distributed
 from training.imagine import Critic
 from training.look import CaptionReward
-from training.loop import (TrainingError, build_optimizers, build_vocabulary, fit_batch_to_data, make_loader,
-                           start_weighting, train_epoch, validate)
+from training.loop import (TrainingError, build_optimizers, build_vocabulary, caption_epoch, fit_batch_to_data,
+                           make_loader, start_weighting, train_epoch, validate)
 from training.resume import prepare_folder, resume_state, save_checkpoint
 from training.robust import PairLossRecord
 from training.schedule_watch import collapse_warning, schedule_changes
@@ -130,7 +130,8 @@ def _run(cfg: Config, dist: distributed.Dist, device: torch.device) -> dict:
         state["seconds"] += seconds
         state["epoch"] = epoch
         if dist.main:
-            rsum, text = validate(cfg, model, val_split, vocab, device, writer, state["step"])
+            rsum, text = validate(cfg, model, val_split, vocab, device, writer, state["step"],
+                                  caption_epoch(cfg, epoch, state["step"]))
             state["val_history"] = state["val_history"][:epoch] + [rsum]
             writer.add_scalar("train/pairs_per_second", summary["pairs"] / max(seconds, 1e-9), state["step"])
             # last.pt is the commit point, written last: a kill before it is in place redoes this

@@ -72,6 +72,7 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "look.rerank_samples": _AT_LEAST_0,
     "look.rerank_temperature": _ABOVE_0,
     "look.rerank_fluency_weight": _AT_LEAST_0,
+    "look.val_caption_every": _AT_LEAST_0,
     "look.fused_top_k": (lambda v: v >= 0, _NATURAL + " (0: off)"),
     "imagine.lambda_t2i": (lambda v: v >= 0, _NATURAL + " (0 switches the GAN off)"),
     "imagine.image_size": (lambda v: v in GAN_IMAGE_SIZES, "one of " + ", ".join(map(str, GAN_IMAGE_SIZES))),

@@ -194,6 +194,10 @@ class LookConfig:
     # (embedding + the decoder's caption likelihood, weight picked on val), as evaluate.py --rerank K
     # does (0: off).
     fused_top_k: int = 0
+    # Val captions (val CIDEr-D in the log and TensorBoard) are decoded every this many epochs and
+    # after the last one (0: after the last only); with beams and re-ranking they can cost a
+    # sizeable share of an epoch. Val rsum, which picks the best checkpoint, is measured every epoch.
+    val_caption_every: int = 1
 
 
 @dataclass

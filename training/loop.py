@@ -198,14 +198,24 @@ def train_epoch(cfg: Config, ddp, optimizers: dict, loss_fn: RankingLoss, loader
     return {"loss": last, "pairs": pairs, "phase": phase}
 
 
-def validate(cfg: Config, model: LIM, val_split, vocab: Vocabulary, device, writer, step: int) -> tuple[float, str]:
-    """Val rsum (model selection); with a decoder, val CIDEr-D and sample captions to TensorBoard;
-    with a generator, a grid imagined from val captions with fixed noise, and the collapse check."""
+def caption_epoch(cfg: Config, epoch: int, step: int) -> bool:
+    """Whether validation after 0-based ``epoch`` (ending at ``step``) decodes val captions: every
+    ``look.val_caption_every`` epochs and after the last (by ``train.epochs`` or ``train.max_steps``)."""
+    every = cfg.look.val_caption_every
+    last = epoch + 1 >= cfg.train.epochs or bool(cfg.train.max_steps and step >= cfg.train.max_steps)
+    return last or (every > 0 and (epoch + 1) % every == 0)
+
+
+def validate(cfg: Config, model: LIM, val_split, vocab: Vocabulary, device, writer, step: int,
+             captions: bool = True) -> tuple[float, str]:
+    """Val rsum (model selection); with a decoder (and ``captions``), val CIDEr-D and sample captions
+    to TensorBoard; with a generator, a grid imagined from val captions with fixed noise, and the
+    collapse check."""
     val = evaluate_retrieval(model.matcher, val_split, vocab, cfg.data, device, "auto", cfg.train.eval_batch_size)
     rsum = val["protocols"][val["primary"]]["rsum"]
     writer.add_scalar("val/rsum", rsum, step)
     summary = f"val rsum {rsum:.1f}"
-    if model.decoder is not None:
+    if model.decoder is not None and captions:
         captions = generate_captions(model, val_split, vocab, cfg.data, device, cfg.look.beam_size,
                                      cfg.train.eval_batch_size, limit=VAL_CAPTION_IMAGES,
                                      **decode_options(cfg.look))
