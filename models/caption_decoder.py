@@ -105,9 +105,18 @@ class CaptionDecoder(nn.Module):
 
         The sum of teacher-forced log p over the ``length - 1`` targets (words and ``<end>``) divided
         by their number. To score many captions against one image, repeat its feature per caption.
+
+        Only the real targets reach the vocabulary layer: the LSTM's packed outputs, not the padded
+        ``(B, T-1, V)`` logits of :meth:`forward` (same values, a fraction of the work when lengths vary).
         """
-        logp, mask = target_log_probs(self(features, captions, lengths), captions, lengths)  # (B, T-1) each
-        return logp.sum(1) / mask.sum(1)
+        steps = (lengths - 1).cpu()  # (B,) targets per row
+        packed = pack_padded_sequence(self.words(captions[:, :-1]), steps, batch_first=True, enforce_sorted=False)
+        out, _ = self.lstm(packed, self._init(features))  # out.data (N, H): real positions, time-major
+        targets = pack_padded_sequence(captions[:, 1:], steps, batch_first=True, enforce_sorted=False).data  # (N,)
+        rows = out.sorted_indices[torch.cat([torch.arange(int(b)) for b in out.batch_sizes]).to(targets.device)]
+        logp = -F.cross_entropy(self.out(self.drop(out.data)), targets, reduction="none")  # (N,)
+        total = torch.zeros(len(captions), dtype=logp.dtype, device=logp.device).index_add_(0, rows, logp)
+        return total / steps.to(total.device, total.dtype)
 
     def _step(self, words: torch.Tensor, state: State, temperature: float = 1.0) -> tuple[torch.Tensor, State]:
         """One decoding step: previous words ``(N,)`` -> log-probs ``(N, V)`` of the next, new state."""
