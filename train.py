@@ -29,6 +29,7 @@ from data import DataError, load_split
 from data.atomic import write_json_atomic
 from data.check import caption_findings, preflight
 from data.contrast import TokenSwapper
+from data.datasets import cache_resized
 from data.labelled import labelled_ids
 from evaluation.report import final_report
 from losses.ranking import RankingLoss
@@ -76,6 +77,7 @@ def _run(cfg: Config, dist: distributed.Dist, device: torch.device) -> dict:
     train_split, val_split = load_split(cfg.data, "train"), load_split(cfg.data, "val")
     preflight(cfg.data, [train_split, val_split, load_split(cfg.data, "test")])
     cfg = fit_batch_to_data(cfg, train_split, dist)
+    train_split = cache_resized(train_split, cfg.data, print if dist.main else lambda _: None)
     if dist.main:
         for warning in caption_findings(train_split, None, cfg.data.max_caption_len)[1]:
             print(f"note: {warning}")

@@ -31,6 +31,7 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "data.vocab_threshold": _AT_LEAST_1,
     "data.max_caption_len": _AT_LEAST_1,
     "data.num_workers": _AT_LEAST_0,
+    "data.cache_mb": _AT_LEAST_0,
     "data.wrong_fraction": (lambda v: 0 <= v < 1, "0 <= value < 1"),
     "data.labelled_fraction": (lambda v: 0 < v <= 1, "0 < value <= 1"),
     "data.shapes.n_train": _AT_LEAST_1,

@@ -1,17 +1,19 @@
 """Torch datasets over a :class:`Split`, image transforms and the padding collate."""
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Callable, Optional, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch.utils.data import Dataset
 from torchvision import transforms as T
 
 from config import DataConfig
 
-from .records import ArrayImages, Split
+from .records import ArrayImages, ImageSource, Split
 from .vocab import Vocabulary
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -30,15 +32,25 @@ class ImageTransform:
     def __init__(self, cfg: DataConfig, train: bool):
         self.size = cfg.image_size
         self.random = train and cfg.augment
-        steps: list = [T.Resize(cfg.resize or self.size), (T.RandomCrop if self.random else T.CenterCrop)(self.size)]
+        self.resize = T.Resize(cfg.resize or self.size)
+        # The random (or centre) crop and the flip: on PIL images or on uint8 tensors alike, drawing
+        # the same random numbers either way.
+        self.cut = [(T.RandomCrop if self.random else T.CenterCrop)(self.size)]
         if self.random and cfg.flip:
-            steps.append(T.RandomHorizontalFlip())
-        steps += [T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
-        self.pil = T.Compose(steps)
+            self.cut.append(T.RandomHorizontalFlip())
+        self.pil = T.Compose([self.resize, *self.cut, T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
         self.needs_pil = bool(cfg.resize and cfg.resize != self.size)
 
     def __call__(self, img) -> torch.Tensor:
         return self.pil(img)
+
+    def cut_resized(self, array: np.ndarray) -> torch.Tensor:
+        """An already resized uint8 ``(H, W, 3)`` array -> uint8 ``(3, S, S)``, cropped (and flipped) as
+        :meth:`__call__` would; the collate normalises it."""
+        image = torch.from_numpy(array).permute(2, 0, 1)
+        for step in self.cut:
+            image = step(image)
+        return image.contiguous()
 
     def passes_through(self, shape: tuple) -> bool:
         """Whether an (H, W, 3) uint8 array can skip PIL and be normalised in the collate."""
@@ -68,8 +80,47 @@ def denormalize(images: torch.Tensor) -> torch.Tensor:
     return (images * std + mean).clamp(0, 1)
 
 
+class ResizedImages(ImageSource):
+    """A pixel source's images decoded once and resized as ``transform`` resizes them, held as uint8
+    ``(H, W, 3)`` arrays (:func:`cache_resized`); ``transform`` then only crops and flips them."""
+
+    def __init__(self, source: ImageSource, transform: ImageTransform, arrays: list[np.ndarray]):
+        self.source, self.transform, self.arrays = source, transform, arrays
+
+    def __len__(self) -> int:
+        return len(self.arrays)
+
+    def load(self, index: int) -> Image.Image:
+        return Image.fromarray(self.arrays[index], mode="RGB")  # resizing it again changes nothing
+
+    def describe(self, index: int) -> str:
+        return self.source.describe(index)
+
+
+def cache_resized(split: Split, cfg: DataConfig, log: Callable[[str], None] = print) -> Split:
+    """``split`` with its image files decoded and resized once into memory (training's random crops
+    then cost a slice), when they fit in ``cfg.cache_mb``; otherwise (or for in-memory arrays and
+    features) ``split`` itself. The size is estimated from the first image."""
+    source = split.images
+    if cfg.cache_mb <= 0 or source.kind != "pixels" or isinstance(source, (ArrayImages, ResizedImages)) \
+            or not len(source):
+        return split
+    transform = image_transform(cfg, train=True)
+    first = np.array(transform.resize(source.load(0)))
+    megabytes = first.nbytes * len(source) / 2 ** 20
+    if megabytes > cfg.cache_mb:
+        log(f"note: the {split.name} images would take about {megabytes:,.0f} MB decoded, over data.cache_mb="
+            f"{cfg.cache_mb}: decoding them from their files every epoch")
+        return split
+    arrays = [first] + [np.array(transform.resize(source.load(i))) for i in range(1, len(source))]
+    return replace(split, images=ResizedImages(source, transform, arrays))
+
+
 def _image_tensor(split: Split, index: int, transform: Optional[Callable]) -> torch.Tensor:
     source = split.images
+    if isinstance(source, ResizedImages) and isinstance(transform, ImageTransform) \
+            and transform.resize.size == source.transform.resize.size:
+        return transform.cut_resized(source.arrays[index])  # uint8 (3, S, S)
     if isinstance(source, ArrayImages) and isinstance(transform, ImageTransform):
         if transform.passes_through(source.array.shape[1:]):
             return torch.from_numpy(np.ascontiguousarray(source.array[index].transpose(2, 0, 1)))  # uint8 (3, S, S)
