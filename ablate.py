@@ -166,7 +166,7 @@ def seed_summary(per_seed: dict[int, list[dict]]) -> list[dict]:
         stats["train_minutes"] = _mean_std([r["train_seconds"] / 60 for r in runs])
         label = runs[0]["label"] if row != "full_fused" else f"full + fused (top {runs[0]['retrieval']['k']})"
         summary.append({"row": row, "label": label, "seeds": seeds, "rsums": [r["retrieval"]["rsum"] for r in runs],
-                        **{k: {"mean": round(m, 2), "std": round(sd, 2)} for k, (m, sd) in stats.items()}})
+                        **{k: {"mean": round(m, 4), "std": round(sd, 4)} for k, (m, sd) in stats.items()}})
     return summary
 
 

@@ -64,11 +64,17 @@ def test_seed_summary_gives_mean_and_sample_sd():
     summary = ablate.seed_summary({0: [_row("embedding", 100.0), _row("full", 110.0, 0.2)],
                                    1: [_row("embedding", 104.0), _row("full", 120.0, 0.4)]})
     emb, full = summary
-    assert emb["rsum"] == {"mean": 102.0, "std": 2.83} and emb["rsums"] == [100.0, 104.0]
-    assert "CIDEr" not in emb and full["CIDEr"] == {"mean": 0.3, "std": 0.14}
+    assert emb["rsum"] == {"mean": 102.0, "std": 2.8284} and emb["rsums"] == [100.0, 104.0]
+    assert "CIDEr" not in emb and full["CIDEr"] == {"mean": 0.3, "std": 0.1414}
     assert full["train_minutes"]["mean"] == 1.0
     table = ablate.seed_table(summary)
     assert "| embedding |" in table and "102.0 ± 2.8" in table and "100.0 / 104.0" in table
+
+
+def test_small_ciders_keep_their_third_decimal():  # real-set CIDEr is about 0.1-0.3: 2 decimals hid the spread
+    summary = ablate.seed_summary({0: [_row("full", 110.0, 0.2695)], 1: [_row("full", 120.0, 0.2647)]})
+    assert summary[0]["CIDEr"] == {"mean": 0.2671, "std": 0.0034}
+    assert "0.267 ± 0.003" in ablate.seed_table(summary)
 
 
 def test_seeds_train_each_row_per_seed(tmp_path):
