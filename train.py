@@ -37,6 +37,7 @@ from models import ModelError
 from models.lim import LIM
 from runfolder.checkpoint import CheckpointError
 from training import distributed
+from training.image_init import init_image_encoder
 from training.imagine import Critic
 from training.look import CaptionReward
 from training.loop import (TrainingError, build_optimizers, build_vocabulary, caption_epoch, fit_batch_to_data,
@@ -96,13 +97,16 @@ def _run(cfg: Config, dist: distributed.Dist, device: torch.device) -> dict:
               f"captions; val: {val_split.num_images} images; vocabulary: {len(vocab)} words; device: {device}")
 
     model = LIM(cfg.model, cfg.look, cfg.imagine, len(vocab), feature_dim).to(device)
+    resuming = cfg.train.resume and os.path.exists(folder.checkpoint("last"))
+    if cfg.model.image_init and not resuming:  # on resume, last.pt holds these weights
+        init_image_encoder(model, cfg, folder.root, feature_dim, print if dist.main else lambda _: None)
     optimizers, scheduler = build_optimizers(cfg, model)
     critic = Critic(cfg.imagine, cfg.train.grad_clip).to(device) if model.imagine is not None else None
     pairs = PairState(record=PairLossRecord(train_split.num_captions) if cfg.robust.enabled else None,
                       queue=NegativeQueue(cfg.loss.mined_negatives) if cfg.loss.mined_negatives > 0 else None,
                       rng=np.random.default_rng([cfg.train.seed, dist.rank, 17]))
     state = {"epoch": -1, "step": 0, "best_rsum": -1.0, "best_epoch": -1, "seconds": 0.0, "val_history": []}
-    if cfg.train.resume and os.path.exists(folder.checkpoint("last")):
+    if resuming:
         state = resume_state(folder, cfg, model, optimizers, scheduler, critic, pairs)
     # A sequential update uses only part of the model (the G update never reaches the image encoder).
     ddp = DistributedDataParallel(model, find_unused_parameters=cfg.train.schedule == "sequential") \

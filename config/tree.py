@@ -78,7 +78,11 @@ class ModelConfig:
     # small_cnn (64 px data, from scratch) | resnet18|34|50|152 | vgg19 | precomp (feature projector)
     image_encoder: str = "small_cnn"
     cnn_weights: Optional[str] = None  # local torchvision state dict; nothing is downloaded
-    finetune: bool = True  # train the torchvision CNN too (false: frozen backbone)
+    finetune: bool = True  # train the backbone too (false: frozen; a torchvision CNN, or one from image_init)
+    # Another run's folder whose image encoder (backbone and both heads, from its best.pt) starts ours:
+    # a matcher trained on more pairs, the role a pretrained image tower (CLIP's) plays for a captioner
+    # with few labels. Its encoder settings and input size must be ours. Empty: from scratch.
+    image_init: str = ""
     small_cnn_width: int = 32  # channels of the first small_cnn block (doubles per block)
     small_cnn_depth: int = 1  # convs per small_cnn block (the first strided; 2+ for pictures richer than Shapes)
     # Defaults are sized for Shapes on a laptop; the COCO/Flickr30k presets use the paper's sizes.

@@ -105,6 +105,9 @@ class ImageEncoder(nn.Module):
         if cfg.image_encoder == "small_cnn":
             self.backbone: nn.Module = SmallCNN(cfg.small_cnn_width, cfg.small_cnn_depth)
             dim = self.backbone.out_dim
+            if cfg.image_init and not cfg.finetune:  # trained elsewhere (training/image_init.py)
+                self.frozen = True
+                self.backbone.requires_grad_(False)
         elif cfg.image_encoder == "precomp":
             if feature_dim is None:
                 raise ModelError("model.image_encoder=precomp needs precomputed features (data.name=precomp or h5)")
