@@ -117,7 +117,8 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
 }
 
 
-def _value(cfg: Config, key: str) -> Any:
+def value_at(cfg: Config, key: str) -> Any:
+    """The value of a dotted key (``model.embed_dim``) in ``cfg``."""
     node = cfg
     for part in key.split("."):
         node = getattr(node, part)
@@ -195,7 +196,7 @@ def _check_cross_keys(cfg: Config) -> None:
 def validate(cfg: Config) -> None:
     """Raise :class:`ConfigError` for the first value a run cannot use."""
     for key, (test, accepted) in _RULES.items():
-        value = _value(cfg, key)
+        value = value_at(cfg, key)
         if key == "imagine.image_size" and cfg.imagine.lambda_t2i <= 0:
             continue
         if not test(value):

@@ -6,7 +6,6 @@ of one width. Captions reach it as text, through its own vocabulary.
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, replace
 from typing import Optional, Sequence
 
@@ -16,7 +15,7 @@ from config import Config, DataConfig
 from data.records import Split
 from data.vocab import Vocabulary
 from runfolder.checkpoint import CheckpointError
-from runfolder.folder import load_trained
+from runfolder.folder import load_other_run
 
 from .captioning import distinctiveness, reference_free_score
 from .retrieval import encode_split
@@ -45,11 +44,7 @@ def load_grader(run_dir: str, own_run: str, cfg: Config, feature_dim: Optional[i
     Raises:
         CheckpointError: the folder is missing or is this run, or it reads another kind of image input.
     """
-    if not os.path.isdir(run_dir):
-        raise CheckpointError(f"{key}: run folder not found: {run_dir}")
-    if os.path.realpath(run_dir) == os.path.realpath(own_run):
-        raise CheckpointError(f"{key}={run_dir} is this run: name another run (trained separately)")
-    rcfg, vocab, model, ckpt = load_trained(run_dir, "best")
+    rcfg, vocab, model, ckpt = load_other_run(run_dir, own_run, key)
     theirs, ours = _input_kind(rcfg, ckpt.get("image_feature_dim")), _input_kind(cfg, feature_dim)
     if theirs != ours:
         raise CheckpointError(f"{key}={run_dir} reads {theirs} (embedding size {rcfg.model.embed_dim}), this run "

@@ -111,3 +111,13 @@ def load_trained(run_dir: str, which: str = "best") -> tuple[Config, Vocabulary,
     except RuntimeError as err:
         raise CheckpointError(f"{path}: weights do not fit the model its config describes ({str(err)[:300]})") from None
     return cfg, vocab, model.eval(), ckpt
+
+
+def load_other_run(run_dir: str, own_run: str, key: str, which: str = "best") -> tuple[Config, Vocabulary, LIM, dict]:
+    """:func:`load_trained` for a run another run reads (a judge, a grader, an image encoder to start
+    from), named by config ``key`` in errors; refused when missing or when it is ``own_run`` itself."""
+    if not os.path.isdir(run_dir):
+        raise CheckpointError(f"{key}: run folder not found: {run_dir}")
+    if os.path.realpath(run_dir) == os.path.realpath(own_run):
+        raise CheckpointError(f"{key}={run_dir} is this run: name another run (trained separately)")
+    return load_trained(run_dir, which)

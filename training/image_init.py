@@ -12,18 +12,13 @@ from __future__ import annotations
 import os
 from typing import Optional
 
-from config import Config
+from config import Config, value_at
 from runfolder.checkpoint import CheckpointError
-from runfolder.folder import load_trained
+from runfolder.folder import load_other_run
 
 # Settings that must agree for the weights to mean the same thing here.
 MATCHING_KEYS = ("model.image_encoder", "model.small_cnn_width", "model.small_cnn_depth", "model.embed_dim",
                  "model.measure", "data.image_size", "data.resize")
-
-
-def _value(cfg: Config, key: str):
-    section, name = key.split(".")
-    return getattr(getattr(cfg, section), name)
 
 
 def init_image_encoder(model, cfg: Config, own_run: str, feature_dim: Optional[int], log=print) -> None:
@@ -33,13 +28,9 @@ def init_image_encoder(model, cfg: Config, own_run: str, feature_dim: Optional[i
         CheckpointError: the folder is missing, is this run, or was trained with other input settings.
     """
     run_dir = cfg.model.image_init
-    if not os.path.isdir(run_dir):
-        raise CheckpointError(f"model.image_init: run folder not found: {run_dir}")
-    if os.path.realpath(run_dir) == os.path.realpath(own_run):
-        raise CheckpointError(f"model.image_init={run_dir} is this run: name another run (trained separately)")
-    theirs, _, other, ckpt = load_trained(run_dir, "best")
-    differ = [f"{k}={_value(theirs, k)!r} there, {_value(cfg, k)!r} here" for k in MATCHING_KEYS
-              if _value(theirs, k) != _value(cfg, k)]
+    theirs, _, other, ckpt = load_other_run(run_dir, own_run, "model.image_init")
+    differ = [f"{k}={value_at(theirs, k)!r} there, {value_at(cfg, k)!r} here" for k in MATCHING_KEYS
+              if value_at(theirs, k) != value_at(cfg, k)]
     if ckpt.get("image_feature_dim") != feature_dim:
         differ.append(f"image feature width {ckpt.get('image_feature_dim')} there, {feature_dim} here")
     if differ:
