@@ -116,7 +116,8 @@ class LossConfig:
     mean_negatives: bool = False
     # Adaptive hard negatives: a queue of this many recent (detached) image and caption embeddings
     # joins every batch's candidates, so the hardest negative is mined from a pool that grows
-    # harder as the embedding improves (0: off, in-batch negatives only).
+    # harder as the embedding improves (0: off, in-batch negatives only). The queue fills during the
+    # warm-up but joins only when the hardest form begins (in the sum form it swamps the batch).
     mined_negatives: int = 0
     # Generated hard negatives (Suris et al., CVPR 2019): each caption with one colour, shape, size or
     # relation word swapped is a negative for its image, hinge-ranked below the true caption with this

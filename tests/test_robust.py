@@ -66,6 +66,9 @@ def test_mined_negatives_from_the_queue_make_the_loss_harder_and_same_image_entr
     mined, _, _ = ranking_terms({"a": im}, {"a": cap}, ids, {"a": 1.0}, loss_fn, True, queue)
     assert mined["rank_a"] > base["rank_a"]
     assert len(queue.ids) == 5  # the batch joined the queue
+    summed, _, _ = ranking_terms({"a": im}, {"a": cap}, ids, {"a": 1.0}, loss_fn, 0.0)
+    warm, _, _ = ranking_terms({"a": im}, {"a": cap}, ids, {"a": 1.0}, loss_fn, 0.0, queue)
+    assert torch.equal(warm["rank_a"], summed["rank_a"]) and len(queue.ids) == 8  # warm-up: fills, not used
     for queued_id, expect_zero in ((0, True), (99, False)):  # a one-pair batch: its only negatives are queued
         q = NegativeQueue(8)
         q.push({"a": im[:1].clone()}, {"a": im[:1].clone()}, torch.tensor([queued_id]))
