@@ -95,8 +95,18 @@ def to_yaml(cfg: Config) -> str:
     return OmegaConf.to_yaml(OmegaConf.structured(cfg))
 
 
+# Keys whose default changed after runs were saved without them: what such a run used. A saved
+# config lists every key of its day, so a missing one means the run predates the key.
+_BEFORE_THE_KEY = {("model", "small_cnn_depth"): 1}
+
+
 def from_dict(d: dict) -> Config:
-    """Rebuild a typed Config from a saved dict (checkpoints store plain dicts)."""
+    """Rebuild a typed Config from a saved dict (checkpoints store plain dicts); a key the run
+    predates gets the value it ran with (``_BEFORE_THE_KEY``), not today's default."""
+    d = {k: dict(v) if isinstance(v, dict) else v for k, v in d.items()}
+    for (section, key), value in _BEFORE_THE_KEY.items():
+        if isinstance(d.get(section), dict) and key not in d[section]:
+            d[section][key] = value
     try:
         return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(Config), d))
     except OmegaConfBaseException as err:

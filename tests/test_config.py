@@ -59,6 +59,14 @@ def test_dict_roundtrip_and_shipped_presets():
         load_config(path)
 
 
+def test_a_run_saved_before_small_cnn_depth_existed_loads_with_the_depth_it_had():
+    saved = to_dict(load_config(None, ["model.small_cnn_depth=3"]))
+    assert from_dict(saved).model.small_cnn_depth == 3  # a saved value is kept
+    del saved["model"]["small_cnn_depth"]
+    assert from_dict(saved).model.small_cnn_depth == 1  # not today's default
+    assert "small_cnn_depth" not in saved["model"]  # the caller's dict is left alone
+
+
 def test_shapes_preset_spells_out_the_defaults():
     preset = os.path.join(os.path.dirname(__file__), "..", "configs", "shapes.yaml")
     assert load_config(preset) == load_config()
