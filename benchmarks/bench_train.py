@@ -72,7 +72,7 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     settings = [("matcher only", ["look.lambda_i2t=0", "imagine.lambda_t2i=0"], "off"),
                  ("+ look (XE)", ["imagine.lambda_t2i=0"], "xe"),
-                 ("+ look (XE) + imagine (the default)", [], "xe"),
+                 ("+ look (XE) + imagine every step", [], "xe"),
                  ("+ look (XE) + imagine without its matching loss", ["imagine.match_weight=0"], "xe"),
                  ("+ look (SCST) + imagine", [], "scst")]
     shapes = {}
@@ -81,7 +81,7 @@ def main() -> None:
         print(f"shapes, {label}: {rate:,.0f} pairs/s")
     # The default takes the GAN every other step (imagine.every=2) to pay for its depth-2 CNN; against
     # the default before that (depth 1, the GAN every step), in the cross-entropy epochs.
-    every2 = 2 / (1 / shapes["+ look (XE) + imagine (the default)"] + 1 / shapes["+ look (XE)"])
+    every2 = 2 / (1 / shapes["+ look (XE) + imagine every step"] + 1 / shapes["+ look (XE)"])
     old = pairs_per_second(load_config(None, ["model.small_cnn_depth=1", "imagine.every=1"]), batch, len(vocab),
                            args.steps, "xe", reward)
     print(f"shapes, the default with imagine.every=2 (from the two above): {every2:,.0f} pairs/s; the depth-1 "
