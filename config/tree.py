@@ -251,8 +251,9 @@ class ImagineConfig:
     ema: float = 0.0
     # The GAN (D step, G's terms) joins every this many training steps (1: every step); the steps
     # between train the matcher and the decoder only. The GAN's step costs about three quarters of
-    # the matcher's (benchmarks/bench_train.py). 2 on Shapes: what the depth-2 image CNN costs, the
-    # GAN gives back, so 10 epochs still fit 10 minutes on 2 cores (README); the COCO/Flickr30k presets use 1.
+    # the matcher's (benchmarks/bench_train.py). 2 on Shapes: it gives back most of what the depth-2
+    # image CNN costs, so the 10 epochs take about 1.08x the old default's time (README); the
+    # COCO/Flickr30k presets use 1.
     every: int = 2
 
 
