@@ -77,7 +77,8 @@ def main() -> None:
                  ("+ look (SCST) + imagine", [], "scst")]
     shapes = {}
     for label, overrides, phase in settings:
-        shapes[label] = rate = pairs_per_second(load_config(None, overrides), batch, len(vocab), args.steps, phase, reward)
+        rate = pairs_per_second(load_config(None, overrides), batch, len(vocab), args.steps, phase, reward)
+        shapes[label] = rate
         print(f"shapes, {label}: {rate:,.0f} pairs/s")
     # The default takes the GAN every other step (imagine.every=2) to pay for its depth-2 CNN; against
     # the default before that (depth 1, the GAN every step), in the cross-entropy epochs.
