@@ -36,7 +36,7 @@ class LIM(nn.Module):
         self.imagine: Optional[TextToImage] = None
         if imagine.lambda_t2i > 0:  # config.checks refuses it with precomputed features (no pixels)
             self.imagine = TextToImage(model.embed_dim, imagine.c_dim, imagine.z_dim, imagine.image_size,
-                                       imagine.g_width, imagine.fusion)
+                                       imagine.g_width, imagine.fusion, imagine.standardise_text)
         self.imagine_ema: Optional[TextToImage] = None
         if self.imagine is not None and imagine.ema > 0:
             self.imagine_ema = copy.deepcopy(self.imagine).requires_grad_(False)

@@ -17,6 +17,7 @@ from typing import Optional
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from config import GAN_FUSIONS
 from config import GAN_IMAGE_SIZES as IMAGE_SIZES
@@ -34,11 +35,16 @@ class ConditioningAugmentation(nn.Module):
 
     ``Linear(T, 2C)`` is split into ``(mu, logvar)`` with no nonlinearity before the split (a ReLU
     there would force ``mu >= 0`` and ``logvar >= 0``, i.e. variance >= 1).
+
+    With ``standardise`` the text feature is first brought to zero mean and unit variance over its
+    ``T`` dimensions (a layer norm without learned scale). Our text features are unit vectors, whose
+    entries are about ``1 / sqrt(T)``: read raw, they give ``mu`` near zero beside the unit noise, and
+    the generator mostly sees noise (StackGAN's char-CNN-RNN features are not normalised).
     """
 
-    def __init__(self, text_dim: int, c_dim: int = 128):
+    def __init__(self, text_dim: int, c_dim: int = 128, standardise: bool = False):
         super().__init__()
-        self.c_dim = c_dim
+        self.c_dim, self.standardise = c_dim, standardise
         self.fc = nn.Linear(text_dim, 2 * c_dim)
 
     def forward(self, text: torch.Tensor, sample: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -48,6 +54,8 @@ class ConditioningAugmentation(nn.Module):
         ``train()``/``eval()``: as in StackGAN, the same caption should imagine varied images at test
         time too. Pass ``sample=False`` for ``c = mu`` (deterministic demos and evaluation).
         """
+        if self.standardise:
+            text = F.layer_norm(text, text.shape[-1:], eps=1e-8)  # eps far below a unit vector's 1/T
         mu, logvar = self.fc(text).chunk(2, dim=1)  # (B, C) each
         if not sample:
             return mu, mu, logvar
@@ -144,9 +152,9 @@ class TextToImage(nn.Module):
     """
 
     def __init__(self, text_dim: int, c_dim: int = 128, z_dim: int = 100, image_size: int = 64, width: int = 64,
-                 fusion: str = "input"):
+                 fusion: str = "input", standardise_text: bool = False):
         super().__init__()
-        self.ca = ConditioningAugmentation(text_dim, c_dim)
+        self.ca = ConditioningAugmentation(text_dim, c_dim, standardise_text)
         self.generator = Generator(c_dim, z_dim, image_size, width, fusion)
         self.z_dim, self.image_size = z_dim, image_size
         self.apply(init_weights)

@@ -67,6 +67,13 @@ def test_a_run_saved_before_small_cnn_depth_existed_loads_with_the_depth_it_had(
     assert "small_cnn_depth" not in saved["model"]  # the caller's dict is left alone
 
 
+def test_a_run_saved_before_standardise_text_existed_reads_its_text_raw():
+    saved = to_dict(load_config(None, []))
+    assert from_dict(saved).imagine.standardise_text is True  # today's default, kept when saved
+    del saved["imagine"]["standardise_text"]
+    assert from_dict(saved).imagine.standardise_text is False
+
+
 def test_shapes_preset_spells_out_the_defaults():
     preset = os.path.join(os.path.dirname(__file__), "..", "configs", "shapes.yaml")
     assert load_config(preset) == load_config()

@@ -1,10 +1,11 @@
 """DiffAugment, DF-GAN-style affine fusion, and a generator that learns which colour it was asked for."""
 import pytest
 import torch
+import torch.nn.functional as F
 
 from config import ConfigError, ImagineConfig, load_config
 from models.diff_augment import DiffAugment, cutout, parse_policy, translate
-from models.t2i_gan import AffineUpBlock, Generator, TextToImage
+from models.t2i_gan import AffineUpBlock, ConditioningAugmentation, Generator, TextToImage, init_weights
 from training.imagine import Critic, generator_terms
 
 
@@ -136,3 +137,19 @@ def test_a_tiny_gan_draws_red_when_asked_for_red_and_blue_for_blue():
     r_minus_b = [float(x[:, 0].mean() - x[:, 2].mean()) for x in (red, blue)]
     assert r_minus_b[0] > r_minus_b[1] + 0.2, r_minus_b
     assert red[:, 0].mean() > blue[:, 0].mean() and blue[:, 2].mean() > red[:, 2].mean()
+
+
+def test_standardised_text_gives_a_condition_that_stands_out_of_the_noise():
+    """Unit-norm text features read raw give a CA mean near zero beside its unit noise; standardised,
+    the mean varies across captions by far more, and does not depend on the feature's length."""
+    torch.manual_seed(0)
+    text = F.normalize(torch.randn(40, 512), dim=1)  # (40, 512) unit vectors, as our encoders give
+    raw, std = ConditioningAugmentation(512, 128), ConditioningAugmentation(512, 128, standardise=True)
+    raw.apply(init_weights)
+    std.load_state_dict(raw.state_dict())
+    mu_raw, mu_std = raw(text, sample=False)[1], std(text, sample=False)[1]  # (40, 128) each
+    assert mu_std.std(0).mean() > 10 * mu_raw.std(0).mean()
+    by_hand = (text - text.mean(1, keepdim=True)) / text.std(1, unbiased=False, keepdim=True)
+    assert torch.allclose(mu_std, raw(by_hand, sample=False)[1], atol=1e-5)
+    assert torch.allclose(std(7 * text, sample=False)[1], mu_std, atol=1e-5)  # scale-free
+    assert TextToImage(512, standardise_text=True).ca.standardise and not TextToImage(512).ca.standardise
