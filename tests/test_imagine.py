@@ -193,3 +193,18 @@ def test_a_non_finite_discriminator_loss_stops_training_without_updating_d(tmp_p
     monkeypatch.setattr(training.imagine, "discriminator_loss", nan_loss)
     with pytest.raises(TrainingError, match="non-finite loss at epoch 1.*'d_loss': nan"):
         train.main(tiny(tmp_path))
+
+
+def test_gan_terms_reach_tensorboard_when_the_gan_skips_the_logged_steps(tmp_path):
+    """With the GAN on every other step and a log every second step, every logged step is one the
+    GAN skipped: its terms are logged as of its last step, not dropped."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from tests.test_train import tiny
+
+    train.main(tiny(tmp_path, **{"train.epochs": 1, "look.lambda_i2t": 0, "imagine.every": 2, "train.log_every": 2}))
+    events = EventAccumulator(str(tmp_path / "run" / "tb"))
+    events.Reload()
+    logged = events.Tags()["scalars"]
+    assert {"train/gan_g", "train/gan_match", "train/d_loss"} <= set(logged), logged
+    assert len(events.Scalars("train/gan_g")) == len(events.Scalars("train/loss")) >= 1

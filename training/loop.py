@@ -162,6 +162,7 @@ def train_epoch(cfg: Config, ddp, optimizers: dict, loss_fn: RankingLoss, loader
     pairs, last = 0, float("nan")
     with_gan = schedule_paths(cfg, phase, critic is not None)
     without_gan = schedule_paths(cfg, phase, False)
+    latest: dict = {}  # each term as of the last step that computed it: the GAN's skip steps under imagine.every
     for i, batch in enumerate(bar):
         hard_weight = loss_fn.hard_weight_at(epoch + i / len(loader))  # ramps per step, not per epoch
         terms, loss_total = {}, 0.0
@@ -170,6 +171,7 @@ def train_epoch(cfg: Config, ddp, optimizers: dict, loss_fn: RankingLoss, loader
             loss, update_terms = joint_step(ddp, batch, device, cfg, loss_fn, hard_weight, phase, reward, critic, paths,
                                             pair_state)
             terms.update(update_terms)
+            latest.update(update_terms)
             if not (torch.isfinite(loss) and all(np.isfinite(v) for v in update_terms.values())):
                 raise TrainingError(f"non-finite loss at epoch {epoch + 1}, step {state['step']}: {terms}; "
                                     f"the last good checkpoint is {folder.checkpoint('last')}")
@@ -189,7 +191,7 @@ def train_epoch(cfg: Config, ddp, optimizers: dict, loss_fn: RankingLoss, loader
         bar.set_postfix(loss=f"{last:.3f}")
         if writer and state["step"] % cfg.train.log_every == 0:
             writer.add_scalar("train/loss", last, state["step"])
-            for name, value in terms.items():
+            for name, value in latest.items():
                 writer.add_scalar(f"train/{name}", value, state["step"])
             writer.add_scalar("train/lr", optimizers["match"].param_groups[0]["lr"], state["step"])
             writer.add_scalar("train/hard_weight", hard_weight, state["step"])
