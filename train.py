@@ -37,6 +37,7 @@ from models import ModelError
 from models.lim import LIM
 from runfolder.checkpoint import CheckpointError
 from training import distributed
+from training.gan_phase import run_gan_phase
 from training.image_init import init_image_encoder
 from training.imagine import Critic
 from training.look import CaptionReward
@@ -161,6 +162,9 @@ def _run(cfg: Config, dist: distributed.Dist, device: torch.device) -> dict:
                 writer.add_text("train/collapse_warning", warning, state["step"])
         distributed.barrier()
 
+    if dist.main and cfg.imagine.solo_steps > 0 and cfg.imagine.lambda_t2i > 0 and state["best_epoch"] >= 0:
+        run_gan_phase(cfg, folder, train_split, val_split, vocab, device, writer, state["step"])
+    distributed.barrier()
     if dist.main and cfg.semi.stage2_epochs > 0:
         run_stage2(cfg, folder, train_split, val_split, vocab, device, writer, state["step"])
     distributed.barrier()

@@ -95,6 +95,7 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
                              "empty or a comma-separated list of " + ", ".join(DIFF_AUGMENT)
                              + " (no colour policy: captions name colours)"),
     "imagine.every": _AT_LEAST_1,
+    "imagine.solo_steps": _AT_LEAST_0,
     "imagine.ema": (lambda v: 0 <= v < 1, "in [0, 1)"),
     "imagine.collapse_ratio": _AT_LEAST_0,
     "robust.warmup_epochs": _AT_LEAST_0,

@@ -262,6 +262,9 @@ class ImagineConfig:
     # image CNN costs, so the 10 epochs take about 1.08x the old default's time (README); the
     # COCO/Flickr30k presets use 1.
     every: int = 2
+    # After the joint epochs, this many more steps train the GAN alone on the frozen matcher, starting
+    # from (and written back into) best.pt: training/gan_phase.py (0: none).
+    solo_steps: int = 0
 
 
 @dataclass

@@ -156,6 +156,8 @@ def final_report(cfg: Config, folder: RunFolder, device: torch.device, state: di
     grid = None
     if model.imagine is not None:
         report["synthesis"], grid = imagined_grid(cfg, folder, model, test, vocab, device)
+        if ckpt.get("gan_solo"):
+            report["synthesis"]["gan_solo"] = ckpt["gan_solo"]
     write_report(report, folder.path("report_json"), folder.path("report_md"))
     results = report.get("captioning", {}).get("results_file")
     write_html_report(folder.path("report_html"), report, model, cfg, vocab, test, embeddings, device,

@@ -113,6 +113,10 @@ def _synthesis_lines(report: dict) -> list[str]:
         lines.append(f"- asked for \"a large <colour> <shape>\" ({p['captions']} captions x {p['per_caption']} images): "
                      f"the named colour dominates in {p['colour_dominant']:.1f}%, exactly one object in "
                      f"{p['one_object']:.1f}% (mean {p['mean_objects']:.2f} objects)")
+    if "gan_solo" in syn:
+        solo = syn["gan_solo"]
+        lines.append(f"- the GAN then trained alone on the frozen matcher for {solo['steps']} steps "
+                     f"({solo['seconds']:.0f} s, imagine.solo_steps) from epoch {solo['from_epoch']}'s model")
     if "grid" in syn:
         lines.append(f"- imagined from test captions: ![grid]({syn['grid']}) "
                      f"(diversity {syn['diversity_ratio']:.2f} of real)")

@@ -40,11 +40,12 @@ class Critic:
 
     Under torchrun its gradients are averaged across processes by hand: it runs three separate
     forwards per update (real, wrong, fake; BatchNorm statistics kept apart), which DDP's one
-    forward per backward does not allow.
+    forward per backward does not allow. A ``local`` critic (one process training the GAN alone)
+    neither averages nor waits for the others.
     """
 
-    def __init__(self, cfg: ImagineConfig, grad_clip: float = 0.0):
-        self.cfg, self.grad_clip = cfg, grad_clip
+    def __init__(self, cfg: ImagineConfig, grad_clip: float = 0.0, local: bool = False):
+        self.cfg, self.grad_clip, self.local = cfg, grad_clip, local
         self.module = Discriminator(cfg.c_dim, cfg.image_size, cfg.d_width, spectral=cfg.spectral_norm)
         self.module.apply(init_weights)
         self.module.apply_spectral_norm()
@@ -74,12 +75,12 @@ class Critic:
             real, fake = self.augment.apply(real, params), self.augment.apply(fake, params)
         terms = discriminator_loss(d(real, cond), d(real, wrong), d(fake, cond), self.cfg.adv_loss)
         total = terms["total"]
-        mean = float(distributed.all_reduce_mean(total.detach()))
+        mean = float(total.detach() if self.local else distributed.all_reduce_mean(total.detach()))
         skip = mean < self.cfg.d_skip_loss or not math.isfinite(mean)
         if not skip:
             self.optimizer.zero_grad(set_to_none=True)
             total.backward()
-            if distributed.torch_world_size() > 1:
+            if distributed.torch_world_size() > 1 and not self.local:
                 for p in d.parameters():
                     p.grad = distributed.all_reduce_mean(p.grad)
             if self.grad_clip > 0:

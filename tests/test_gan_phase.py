@@ -1,0 +1,52 @@
+"""The GAN alone after the joint epochs (imagine.solo_steps): what it trains, what it leaves alone."""
+import torch
+
+import train
+from config import load_config
+from data import load_split
+from runfolder.checkpoint import load_checkpoint
+from runfolder.folder import RunFolder, load_trained
+from tests.test_train import tiny
+from training.gan_phase import run_gan_phase
+
+FAST = {"train.epochs": 1, "look.lambda_i2t": 0, "look.meteor": False}
+
+
+def weights(state: dict, prefix: str) -> dict:
+    return {k: v for k, v in state.items() if k.startswith(prefix)}
+
+
+def test_the_gan_alone_trains_the_generator_and_d_and_leaves_the_matcher_as_it_was(tmp_path):
+    train.main(tiny(tmp_path, out="joint", **FAST))
+    report = train.main(tiny(tmp_path, out="solo", **FAST, **{"imagine.solo_steps": 4}))
+    joint = load_checkpoint(str(tmp_path / "joint" / "best.pt"))
+    solo = load_checkpoint(str(tmp_path / "solo" / "best.pt"))
+    assert solo["gan_solo"]["steps"] == 4 and solo["gan_solo"]["from_epoch"] == 1 and "gan_solo" not in joint
+    matcher_a, matcher_b = weights(joint["model"], "matcher."), weights(solo["model"], "matcher.")
+    assert matcher_a and all(torch.equal(v, matcher_b[k]) for k, v in matcher_a.items())  # BatchNorm buffers too
+    gen_a, gen_b = weights(joint["model"], "imagine."), weights(solo["model"], "imagine.")
+    changed = [k for k, v in gen_a.items() if v.is_floating_point() and not torch.equal(v, gen_b[k])]
+    assert len(changed) > len(gen_a) // 2, changed  # the CA and the generator trained
+    assert any(not torch.equal(v, solo["critic"]["model"][k]) for k, v in joint["critic"]["model"].items())
+    assert solo["optimizers"]["imagine"]["state"][0]["step"] > joint["optimizers"]["imagine"]["state"][0]["step"]
+    # last.pt (what a resumed run continues from) is the joint epochs' end, untouched
+    last_a, last_b = (load_checkpoint(str(tmp_path / d / "last.pt"))["model"] for d in ("joint", "solo"))
+    assert all(torch.equal(v, last_b[k]) for k, v in last_a.items())
+    assert report["synthesis"]["gan_solo"]["steps"] == 4
+    load_trained(str(tmp_path / "solo"))  # strict load of the written-back checkpoint
+
+
+def test_a_finished_phase_is_not_redone_and_no_gan_means_no_phase(tmp_path, capsys):
+    args = tiny(tmp_path, **FAST, **{"imagine.solo_steps": 2})
+    train.main(args)
+    run = tmp_path / "run"
+    before = (run / "best.pt").read_bytes()
+    cfg = load_config(None, args)
+    split = load_split(cfg.data, "train")
+    vocab = load_trained(str(run))[1]
+    result = run_gan_phase(cfg, RunFolder(str(run)), split, load_split(cfg.data, "val"), vocab, torch.device("cpu"))
+    assert result["steps"] == 2 and "already holds 2 steps" in capsys.readouterr().out
+    assert (run / "best.pt").read_bytes() == before
+
+    train.main(tiny(tmp_path, out="plain", **FAST, **{"imagine.solo_steps": 2, "imagine.lambda_t2i": 0}))
+    assert "gan_solo" not in load_checkpoint(str(tmp_path / "plain" / "best.pt"))

@@ -1,0 +1,133 @@
+"""The GAN alone after the joint epochs (``imagine.solo_steps > 0``).
+
+In the joint epochs the GAN shares each step with the matcher and the decoder (every
+``imagine.every`` steps); the matcher it learns to please keeps moving under it. This phase starts
+from ``best.pt`` (the model the report, ``evaluate.py`` and ``demo.py`` read), freezes the matcher
+(eval mode, no gradients: the text encoder's features are fixed, the image encoder still judges
+``gan_match``) and trains the conditioning augmentation, the generator and the discriminator for
+``imagine.solo_steps`` more steps on random training pairs, ``imagine.batch_pairs`` per step. The
+result is written back into ``best.pt`` (atomically), marked with the steps done, so a resumed run
+does not redo it. Under torchrun it runs on the main process only.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from config import Config, to_dict
+from data.datasets import gan_images
+from data.records import Split
+from data.vocab import Vocabulary
+from evaluation.report import GRID_CAPTIONS, GRID_SAMPLES
+from runfolder.checkpoint import load_checkpoint, save_atomic
+from runfolder.folder import RunFolder, load_trained
+from synthesis.sampling import split_grid
+
+from . import distributed
+from .imagine import Critic, generator_terms
+from .loop import TrainingError, make_loader
+
+
+class SoloGan:
+    """The frozen matcher's model with its GAN, the discriminator and the generator's Adam, stepped
+    on batches of training pairs (``step``)."""
+
+    def __init__(self, cfg: Config, model, ckpt: dict, device: torch.device):
+        self.cfg, self.model, self.device = cfg, model.to(device), device
+        model.matcher.requires_grad_(False).eval()
+        self.critic = Critic(cfg.imagine, cfg.train.grad_clip, local=True).to(device)
+        if ckpt.get("critic") is not None:
+            self.critic.module.load_state_dict(ckpt["critic"]["model"], strict=True)
+            self.critic.optimizer.load_state_dict(ckpt["critic"]["optimizer"])
+        imagine = model.imagine
+        self.optimizer = torch.optim.Adam(imagine.parameters(), lr=cfg.imagine.lr,
+                                          betas=(cfg.imagine.beta1, cfg.imagine.beta2))
+        saved = ckpt.get("optimizers", {}).get("imagine")
+        if saved is not None:  # the joint epochs' moments: no restart from a cold Adam
+            self.optimizer.load_state_dict(saved)
+        self.steps = 0
+
+    def step(self, batch) -> dict[str, float]:
+        """One D update and one G update on ``batch`` (a training loader's ``images, captions,
+        lengths, image_ids, caption_ids``); returns the terms as floats."""
+        cfg, model = self.cfg, self.model
+        images, captions, lengths, image_ids, _ = batch
+        images, image_ids = images.to(self.device), image_ids.to(self.device)
+        model.imagine.train()
+        with torch.no_grad():
+            cap = model.matcher.encode_captions(captions.to(self.device), lengths)
+        z = torch.randn(len(images), model.imagine.z_dim, device=self.device)
+        out = model.imagine(cap["grounded"], z, interpolate=cfg.imagine.interpolate)
+        out["cap"] = cap
+        terms = self.critic.step(gan_images(images, cfg.imagine.image_size), out, image_ids)
+        g = generator_terms(self.critic, out, cfg.imagine, model.matcher, image_ids, cfg.data.image_size)
+        loss = cfg.imagine.lambda_t2i * sum(g.values())
+        terms.update({k: float(v.detach()) for k, v in g.items()})
+        if not torch.isfinite(loss):
+            raise TrainingError(f"GAN alone: non-finite loss at step {self.steps + 1}: {terms}")
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.train.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.imagine.parameters(), cfg.train.grad_clip)
+        self.optimizer.step()
+        self.steps += 1
+        model.update_ema(self.steps)
+        return terms
+
+    def batches(self, split: Split, vocab: Vocabulary, first_epoch: int):
+        """Endless training batches of ``imagine.batch_pairs`` pairs, each pass a fresh shuffle
+        (epochs numbered from ``first_epoch``, so they differ from the joint epochs' orders)."""
+        cfg = self.cfg
+        pairs = min(cfg.imagine.batch_pairs or cfg.data.batch_size, cfg.data.batch_size)
+        cfg = replace(cfg, data=replace(cfg.data, batch_size=pairs))
+        one = distributed.Dist(rank=0, world_size=1, local_rank=0)
+        epoch = first_epoch
+        while True:
+            yield from make_loader(cfg, split, vocab, epoch, one)
+            epoch += 1
+
+
+def run_gan_phase(cfg: Config, folder: RunFolder, train_split: Split, val_split: Split, vocab: Vocabulary,
+                  device: torch.device, writer=None, step: int = 0) -> dict:
+    """Train the GAN alone from ``best.pt`` for ``imagine.solo_steps`` steps and write it back.
+    Returns ``{"steps", "seconds"}``; a ``best.pt`` already marked with these steps is left as it is."""
+    path = folder.checkpoint("best")
+    ckpt = load_checkpoint(path)
+    steps = cfg.imagine.solo_steps
+    done = ckpt.get("gan_solo") or {}
+    if done.get("steps") == steps:
+        print(f"GAN alone: {path} already holds {steps} steps of it")
+        return done
+    model = load_trained(folder.root, "best")[2]
+    torch.manual_seed(cfg.train.seed + 7919)
+    solo = SoloGan(cfg, model, ckpt, device)
+    start = time.time()
+    batches = solo.batches(train_split, vocab, cfg.train.epochs)
+    bar = tqdm(range(steps), desc="GAN alone", disable=writer is None, leave=False)
+    for i in bar:
+        terms = solo.step(next(batches))
+        bar.set_postfix(d=f"{terms['d_loss']:.3f}", match=f"{terms.get('gan_match', float('nan')):.3f}")
+        if writer is not None and (i + 1) % cfg.train.log_every == 0:
+            for name, value in terms.items():
+                writer.add_scalar(f"gan_solo/{name}", value, step + i + 1)
+    seconds = time.time() - start
+    result = {"steps": steps, "seconds": round(seconds, 1), "from_epoch": ckpt["best_epoch"] + 1}
+    model.eval()
+    grid, ratio, _ = split_grid(model, val_split, vocab, cfg, device, GRID_CAPTIONS, GRID_SAMPLES, cfg.train.seed)
+    if writer is not None:
+        writer.add_image("gan_solo/imagined", np.asarray(grid), step + steps, dataformats="HWC")
+        writer.add_scalar("gan_solo/imagined_diversity_ratio", ratio, step + steps)
+    optimizers = {**ckpt["optimizers"], "imagine": solo.optimizer.state_dict()}
+    critic = {"model": solo.critic.module.state_dict(), "optimizer": solo.critic.optimizer.state_dict(),
+              "skipped": solo.critic.skipped}
+    save_atomic({**ckpt, "model": model.state_dict(), "optimizers": optimizers, "critic": critic,
+                 "config": to_dict(cfg), "gan_solo": result}, path)
+    warn = ratio < cfg.imagine.collapse_ratio
+    print(f"GAN alone: {steps} steps from epoch {result['from_epoch']}'s model in {seconds:.0f} s, imagined "
+          f"diversity {ratio:.2f} of real" + (f" (WARNING: below imagine.collapse_ratio={cfg.imagine.collapse_ratio})"
+                                              if warn else "") + f"; written to {path}")
+    return result
