@@ -36,7 +36,7 @@ def test_the_gan_alone_trains_the_generator_and_d_and_leaves_the_matcher_as_it_w
     load_trained(str(tmp_path / "solo"))  # strict load of the written-back checkpoint
 
 
-def test_a_finished_phase_is_not_redone_and_no_gan_means_no_phase(tmp_path, capsys):
+def test_a_finished_phase_is_not_redone_a_longer_one_continues_and_no_gan_means_no_phase(tmp_path, capsys):
     args = tiny(tmp_path, **FAST, **{"imagine.solo_steps": 2})
     train.main(args)
     run = tmp_path / "run"
@@ -47,6 +47,11 @@ def test_a_finished_phase_is_not_redone_and_no_gan_means_no_phase(tmp_path, caps
     result = run_gan_phase(cfg, RunFolder(str(run)), split, load_split(cfg.data, "val"), vocab, torch.device("cpu"))
     assert result["steps"] == 2 and "already holds 2 steps" in capsys.readouterr().out
     assert (run / "best.pt").read_bytes() == before
+
+    # a finished run resumed with more of the phase trains the difference and reports again
+    report = train.main(args + ["train.resume=true", "imagine.solo_steps=3"])
+    assert report["synthesis"]["gan_solo"]["steps"] == 3 and (run / "best.pt").read_bytes() != before
+    assert "1 steps from epoch 1" in capsys.readouterr().out
 
     train.main(tiny(tmp_path, out="plain", **FAST, **{"imagine.solo_steps": 2, "imagine.lambda_t2i": 0}))
     assert "gan_solo" not in load_checkpoint(str(tmp_path / "plain" / "best.pt"))

@@ -7,7 +7,9 @@ from ``best.pt`` (the model the report, ``evaluate.py`` and ``demo.py`` read), f
 ``gan_match``) and trains the conditioning augmentation, the generator and the discriminator for
 ``imagine.solo_steps`` more steps on random training pairs, ``imagine.batch_pairs`` per step. The
 result is written back into ``best.pt`` (atomically), marked with the steps done, so a resumed run
-does not redo it. Under torchrun it runs on the main process only.
+does not redo it; resuming a finished run with a larger ``imagine.solo_steps`` trains the
+difference (``python train.py --config RUN/config.yaml train.out_dir=RUN train.resume=true
+imagine.solo_steps=N``). Under torchrun it runs on the main process only.
 """
 from __future__ import annotations
 
@@ -75,7 +77,7 @@ class SoloGan:
             torch.nn.utils.clip_grad_norm_(model.imagine.parameters(), cfg.train.grad_clip)
         self.optimizer.step()
         self.steps += 1
-        model.update_ema(self.steps)
+        model.update_ema()  # the joint epochs warmed the average up: the plain decay from here
         return terms
 
     def batches(self, split: Split, vocab: Vocabulary, first_epoch: int):
@@ -93,41 +95,45 @@ class SoloGan:
 
 def run_gan_phase(cfg: Config, folder: RunFolder, train_split: Split, val_split: Split, vocab: Vocabulary,
                   device: torch.device, writer=None, step: int = 0) -> dict:
-    """Train the GAN alone from ``best.pt`` for ``imagine.solo_steps`` steps and write it back.
-    Returns ``{"steps", "seconds"}``; a ``best.pt`` already marked with these steps is left as it is."""
+    """Train the GAN alone from ``best.pt`` until it holds ``imagine.solo_steps`` such steps, and write
+    it back. Returns ``{"steps", "seconds", "from_epoch"}`` (totals); a ``best.pt`` that already holds
+    as many is left as it is."""
     path = folder.checkpoint("best")
     ckpt = load_checkpoint(path)
-    steps = cfg.imagine.solo_steps
-    done = ckpt.get("gan_solo") or {}
-    if done.get("steps") == steps:
-        print(f"GAN alone: {path} already holds {steps} steps of it")
+    done = ckpt.get("gan_solo") or {"steps": 0, "seconds": 0.0}
+    todo = cfg.imagine.solo_steps - done["steps"]
+    if todo <= 0:
+        print(f"GAN alone: {path} already holds {done['steps']} steps of it (imagine.solo_steps="
+              f"{cfg.imagine.solo_steps}): nothing to do")
         return done
     model = load_trained(folder.root, "best")[2]
-    torch.manual_seed(cfg.train.seed + 7919)
+    torch.manual_seed(cfg.train.seed + 7919 + done["steps"])
     solo = SoloGan(cfg, model, ckpt, device)
     start = time.time()
-    batches = solo.batches(train_split, vocab, cfg.train.epochs)
-    bar = tqdm(range(steps), desc="GAN alone", disable=writer is None, leave=False)
+    batches = solo.batches(train_split, vocab, cfg.train.epochs + done["steps"])  # a continued phase: other orders
+    bar = tqdm(range(todo), desc="GAN alone", disable=writer is None, leave=False)
     for i in bar:
         terms = solo.step(next(batches))
         bar.set_postfix(d=f"{terms['d_loss']:.3f}", match=f"{terms.get('gan_match', float('nan')):.3f}")
         if writer is not None and (i + 1) % cfg.train.log_every == 0:
             for name, value in terms.items():
-                writer.add_scalar(f"gan_solo/{name}", value, step + i + 1)
+                writer.add_scalar(f"gan_solo/{name}", value, step + done["steps"] + i + 1)
     seconds = time.time() - start
-    result = {"steps": steps, "seconds": round(seconds, 1), "from_epoch": ckpt["best_epoch"] + 1}
+    result = {"steps": cfg.imagine.solo_steps, "seconds": round(done["seconds"] + seconds, 1),
+              "from_epoch": ckpt["best_epoch"] + 1}
     model.eval()
     grid, ratio, _ = split_grid(model, val_split, vocab, cfg, device, GRID_CAPTIONS, GRID_SAMPLES, cfg.train.seed)
     if writer is not None:
-        writer.add_image("gan_solo/imagined", np.asarray(grid), step + steps, dataformats="HWC")
-        writer.add_scalar("gan_solo/imagined_diversity_ratio", ratio, step + steps)
+        at = step + result["steps"]
+        writer.add_image("gan_solo/imagined", np.asarray(grid), at, dataformats="HWC")
+        writer.add_scalar("gan_solo/imagined_diversity_ratio", ratio, at)
     optimizers = {**ckpt["optimizers"], "imagine": solo.optimizer.state_dict()}
     critic = {"model": solo.critic.module.state_dict(), "optimizer": solo.critic.optimizer.state_dict(),
               "skipped": solo.critic.skipped}
     save_atomic({**ckpt, "model": model.state_dict(), "optimizers": optimizers, "critic": critic,
                  "config": to_dict(cfg), "gan_solo": result}, path)
     warn = ratio < cfg.imagine.collapse_ratio
-    print(f"GAN alone: {steps} steps from epoch {result['from_epoch']}'s model in {seconds:.0f} s, imagined "
+    print(f"GAN alone: {todo} steps from epoch {result['from_epoch']}'s model in {seconds:.0f} s, imagined "
           f"diversity {ratio:.2f} of real" + (f" (WARNING: below imagine.collapse_ratio={cfg.imagine.collapse_ratio})"
                                               if warn else "") + f"; written to {path}")
     return result
