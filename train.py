@@ -6,7 +6,8 @@
 Builds the data and vocabulary; each epoch trains the ranking loss plus the decoder's loss
 (cross-entropy, then SCST for the last ``look.scst_epochs`` epochs) and the text-to-image GAN (a
 discriminator update, then the generator's loss through the text encoder); picks the best epoch on
-val rsum; then evaluates it on the test split and writes report.json / report.md, and a grid of
+val rsum; trains the GAN alone on that epoch's frozen matcher for ``imagine.solo_steps`` steps
+(training/gan_phase.py); then evaluates it on the test split and writes report.json / report.md, and a grid of
 images imagined from test captions, in the run folder.
 """
 from __future__ import annotations

@@ -74,6 +74,13 @@ def test_a_run_saved_before_standardise_text_existed_reads_its_text_raw():
     assert from_dict(saved).imagine.standardise_text is False
 
 
+def test_a_run_saved_before_the_gan_alone_phase_existed_had_none():
+    saved = to_dict(load_config(None, ["imagine.solo_steps=7"]))
+    assert from_dict(saved).imagine.solo_steps == 7
+    del saved["imagine"]["solo_steps"]
+    assert from_dict(saved).imagine.solo_steps == 0
+
+
 def test_shapes_preset_spells_out_the_defaults():
     preset = os.path.join(os.path.dirname(__file__), "..", "configs", "shapes.yaml")
     assert load_config(preset) == load_config()

@@ -29,6 +29,7 @@ def tiny(tmp_path, out="run", **extra) -> list[str]:
         "look.hidden": 16, "look.word_dim": 8, "look.max_len": 8, "look.scst_epochs": 1, "look.scst_samples": 2,
         "imagine.image_size": 32, "imagine.c_dim": 8, "imagine.z_dim": 8, "imagine.g_width": 4, "imagine.d_width": 4,
         "imagine.batch_pairs": 0, "look.meteor": False,  # METEOR's Java start-up is most of a tiny run
+        "imagine.solo_steps": 0,  # the GAN-alone phase after the epochs: tests/test_gan_phase.py
     }
     args.update(extra)
     return [f"{k}={v}" for k, v in args.items()]
