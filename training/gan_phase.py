@@ -43,8 +43,7 @@ class SoloGan:
         model.matcher.requires_grad_(False).eval()
         self.critic = Critic(cfg.imagine, cfg.train.grad_clip, local=True).to(device)
         if ckpt.get("critic") is not None:
-            self.critic.module.load_state_dict(ckpt["critic"]["model"], strict=True)
-            self.critic.optimizer.load_state_dict(ckpt["critic"]["optimizer"])
+            self.critic.load_state_dict(ckpt["critic"])
         imagine = model.imagine
         self.optimizer = torch.optim.Adam(imagine.parameters(), lr=cfg.imagine.lr,
                                           betas=(cfg.imagine.beta1, cfg.imagine.beta2))
@@ -128,9 +127,7 @@ def run_gan_phase(cfg: Config, folder: RunFolder, train_split: Split, val_split:
         writer.add_image("gan_solo/imagined", np.asarray(grid), at, dataformats="HWC")
         writer.add_scalar("gan_solo/imagined_diversity_ratio", ratio, at)
     optimizers = {**ckpt["optimizers"], "imagine": solo.optimizer.state_dict()}
-    critic = {"model": solo.critic.module.state_dict(), "optimizer": solo.critic.optimizer.state_dict(),
-              "skipped": solo.critic.skipped}
-    save_atomic({**ckpt, "model": model.state_dict(), "optimizers": optimizers, "critic": critic,
+    save_atomic({**ckpt, "model": model.state_dict(), "optimizers": optimizers, "critic": solo.critic.state_dict(),
                  "config": to_dict(cfg), "gan_solo": result}, path)
     warn = ratio < cfg.imagine.collapse_ratio
     print(f"GAN alone: {todo} steps from epoch {result['from_epoch']}'s model in {seconds:.0f} s, imagined "

@@ -57,6 +57,15 @@ class Critic:
         self.module.to(device)
         return self
 
+    def state_dict(self) -> dict:
+        """What a checkpoint keeps of it: D's weights, its Adam, the count of skipped updates."""
+        return {"model": self.module.state_dict(), "optimizer": self.optimizer.state_dict(), "skipped": self.skipped}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.module.load_state_dict(state["model"], strict=True)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.skipped = state["skipped"]
+
     def step(self, real: torch.Tensor, out: dict, image_ids: torch.Tensor) -> dict[str, float]:
         """One D update on ``real (n, 3, S, S)`` in [-1, 1], the model's ``fake``/``mu``, ``image_ids (n,)``.
 

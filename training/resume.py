@@ -31,8 +31,7 @@ def save_checkpoint(path: str, model, optimizers: dict, scheduler, cfg: Config, 
     save_atomic({
         "model": raw.state_dict(),
         "optimizers": {name: opt.state_dict() for name, opt in optimizers.items()},
-        "critic": None if critic is None else {"model": critic.module.state_dict(),
-                                               "optimizer": critic.optimizer.state_dict(), "skipped": critic.skipped},
+        "critic": None if critic is None else critic.state_dict(),
         "scheduler": scheduler.state_dict(),
         "pair_losses": None if record is None else record.state_dict(),
         # the contrast captions' swap choices: without it a resumed run would draw other swaps
@@ -59,9 +58,7 @@ def resume_state(folder: RunFolder, cfg: Config, model, optimizers: dict, schedu
         opt.load_state_dict(ckpt["optimizers"][name])
     scheduler.load_state_dict(ckpt["scheduler"])
     if critic is not None:
-        critic.module.load_state_dict(ckpt["critic"]["model"], strict=True)
-        critic.optimizer.load_state_dict(ckpt["critic"]["optimizer"])
-        critic.skipped = ckpt["critic"]["skipped"]
+        critic.load_state_dict(ckpt["critic"])
     if pairs is not None and pairs.record is not None and ckpt.get("pair_losses") is not None:
         pairs.record.load_state_dict(ckpt["pair_losses"])
     if pairs is not None and ckpt.get("pair_rng") is not None:  # checkpoints from before it was kept have none
