@@ -33,6 +33,7 @@ import train
 from config import ConfigError, from_dict, load_config, to_dict
 from data import DataError
 from data.atomic import write_json_atomic, write_text_atomic
+from evaluation.report_md import fused_label
 from models import ModelError
 from runfolder.checkpoint import CheckpointError, config_differences, load_checkpoint
 from runfolder.folder import RunFolder
@@ -142,7 +143,7 @@ def run_rows(args, rows_spec: tuple, out: str, overrides: Sequence[str]) -> list
                                       swap_test=False, out=os.path.join(full["run"], "eval_test_fused.json"))
         fused = fused["retrieval"]["fused"]
         rows.insert(at + 1, {**full, "row": "full_fused", "retrieval": fused,
-                             "label": f"full + fused (top {fused['k']}, w={fused['weight']:.1f})"})
+                             "label": fused_label(fused, with_protocol=False)})
     return rows
 
 

@@ -3,7 +3,7 @@
     python evaluate.py RUN_DIR [--split test] [--protocol auto|1k|5k|full] [--checkpoint best|last|PATH]
                        [--out FILE] [--no-captions] [--beam N]
                        [--evaluator OTHER_RUN] [--inception-weights FILE] [--seed 0] [--mismatched 99]
-                       [--rerank K] [--no-html] [--no-swaps]
+                       [--rerank K [--no-caption-prior]] [--no-html] [--no-swaps]
 
 Prints a Markdown table and writes JSON (default RUN_DIR/eval_{split}.json, eval_{split}_{name}.json for a
 checkpoint other than best) and, beside it, the generated captions (eval_{split}_captions.json) and a
@@ -14,7 +14,8 @@ and ``--evaluator`` names a separately trained run (matcher without the GAN) who
 grades the generated images, and the distinctiveness of the generated captions under the
 evaluator's embedding (``captioning.distinctiveness_evaluator``). With ``--rerank K`` (runs with a decoder), ``retrieval.fused`` too:
 the embedding's top K per query re-ordered by the fused score (embedding similarity + caption
-log-likelihood, weight picked on val). A run trained with ``data.wrong_fraction`` gets
+log-likelihood, weight picked on val; image-to-text takes each caption's prior out unless
+``--no-caption-prior`` or the run's ``look.fused_caption_prior=false``). A run trained with ``data.wrong_fraction`` gets
 ``wrong_pairs``: AUROC and average precision of the fused pair score at flagging the training
 pairs that were made wrong. ``swaps``: per word class (colour, shape, size, relation), how often
 the true caption beats the same caption with one word of that class swapped (image queries) and
@@ -60,7 +61,8 @@ def evaluate(run_dir: str, split: str = "test", protocol: str = "auto", checkpoi
              beam_size: Optional[int] = None, evaluator: Optional[str] = None,
              inception_weights: Optional[str] = None, seed: int = 0, mismatched: int = 99,
              rerank: int = 0, html: bool = True, swap_test: bool = True, decode: Optional[str] = None,
-             samples: Optional[int] = None, fluency_weight: Optional[float] = None) -> dict:
+             samples: Optional[int] = None, fluency_weight: Optional[float] = None,
+             caption_prior: Optional[bool] = None) -> dict:
     """Evaluate ``checkpoint`` of ``run_dir`` on ``split``; returns (and writes) the report.
 
     Retrieval always; captioning too when the run has a decoder (and ``captions`` is true), with
@@ -87,7 +89,7 @@ def evaluate(run_dir: str, split: str = "test", protocol: str = "auto", checkpoi
     report, embeddings = measure(model, cfg, vocab, data, dev, RunFolder(run_dir).checkpoint(checkpoint), opts)
     if rerank:
         report["retrieval"]["fused"] = fused_section(model, cfg, vocab, data, embeddings, report["protocol"], rerank,
-                                                     dev, progress)
+                                                     dev, progress, caption_prior)
     if evaluator and model.imagine is None and "captioning" not in report:
         raise CheckpointError(f"{run_dir} has neither a generator (imagine.lambda_t2i=0) nor captions to grade "
                               "(no decoder, or --no-captions): there is nothing for --evaluator to grade")
@@ -162,6 +164,10 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
                              "shape, size or relation word changed)")
     parser.add_argument("--rerank", type=int, default=0, metavar="K",
                         help="re-rank the embedding's top K per query by the fused score (needs a decoder)")
+    parser.add_argument("--no-caption-prior", action="store_true",
+                        help="with --rerank: rank captions by their raw likelihood, without taking out each "
+                             "caption's prior (the fused score before 2026-12-03; default: the run's "
+                             "look.fused_caption_prior)")
     parser.add_argument("--mismatched", type=int, default=99,
                         help="R-precision: mismatched captions per generated image (AttnGAN uses 99)")
     args = parser.parse_args(argv)
@@ -169,6 +175,8 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
         parser.error(f"--beam must be >= 1, got {args.beam}")
     if args.rerank < 0:
         parser.error(f"--rerank must be >= 0 (0: off), got {args.rerank}")
+    if args.no_caption_prior and not args.rerank:
+        parser.error("--no-caption-prior goes with --rerank K (it changes the fused score's re-ranking)")
     if args.samples is not None and args.samples < 0:
         parser.error(f"--samples must be >= 0, got {args.samples}")
     if args.fluency_weight is not None and args.fluency_weight < 0:
@@ -179,7 +187,8 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
                       captions=not args.no_captions, beam_size=args.beam, evaluator=args.evaluator,
                       inception_weights=args.inception_weights, seed=args.seed, mismatched=args.mismatched,
                       rerank=args.rerank, html=not args.no_html, swap_test=not args.no_swaps, decode=args.decode,
-                      samples=args.samples, fluency_weight=args.fluency_weight)
+                      samples=args.samples, fluency_weight=args.fluency_weight,
+                      caption_prior=False if args.no_caption_prior else None)
     print(markdown_table(report), end="")
     return report
 

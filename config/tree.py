@@ -206,6 +206,9 @@ class LookConfig:
     # (embedding + the decoder's caption likelihood, weight picked on val), as evaluate.py --rerank K
     # does (0: off).
     fused_top_k: int = 0
+    # The fused score's image-to-text side takes out each caption's prior: its log-likelihood less
+    # its mean over its own top-K images (README "Fused pair scores"); false: the raw likelihood.
+    fused_caption_prior: bool = True
     # Val captions (val CIDEr-D in the log and TensorBoard) are decoded every this many epochs and
     # after the last one (0: after the last only); with beams and re-ranking they can cost a
     # sizeable share of an epoch. Val rsum, which picks the best checkpoint, is measured every epoch.

@@ -5,6 +5,12 @@ A pair's fused score is ``S = w * z(s_emb) + (1 - w) * z(l)``: ``s_emb`` the emb
 standardised (z-scores, so the two scales meet), and ``w`` picked on val from :data:`WEIGHT_GRID`
 by :func:`best_weight`.
 
+Ranking captions for an image by ``l`` favours captions every image makes likely (short, frequent
+phrasings). With the caption prior (:func:`with_caption_prior`, ``look.fused_caption_prior``) the
+image-to-text side ranks by ``l`` less the caption's mean ``l`` over its own top-``K`` images, a
+pointwise-mutual-information-style correction that costs no extra decoder pass. Text-to-image needs
+none: its candidates share the caption, so the per-query z-score already removes it.
+
 - **Re-ranked retrieval** (:class:`FusedRetrieval`): the embedding's top ``K`` for every query,
   standardised per query over those candidates and re-ordered by ``S``; items outside the top ``K``
   keep their embedding order below them; ``w`` maximises val rsum. The log-likelihoods of all
@@ -15,8 +21,8 @@ by :func:`best_weight`.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable
+from dataclasses import dataclass, replace
+from typing import Callable, Optional
 
 import numpy as np
 import torch
@@ -93,6 +99,13 @@ def candidates(sims: np.ndarray, k: int, loglik: LogLik, image_offset: int = 0, 
                       t2i, np.take_along_axis(sims.T, t2i, 1), ll[n * ki:].reshape(m, kt))
 
 
+def with_caption_prior(cand: Candidates) -> Candidates:
+    """``cand`` with each image-to-text log-likelihood less that caption's mean log-likelihood over
+    its text-to-image candidates (its own top-``K`` images): the caption's prior, taken out."""
+    prior = cand.t2i_ll.mean(axis=1)  # (M,)
+    return replace(cand, i2t_ll=cand.i2t_ll - prior[cand.i2t_idx])
+
+
 WEIGHT_GRID = np.linspace(0, 1, 11)  # the embedding's share of the fused score
 
 
@@ -135,12 +148,15 @@ def _metrics(sims: np.ndarray, cand: Candidates, weight: float, cpi: int) -> dic
 class FusedRetrieval:
     """Candidates of one split under one protocol, computed once; :meth:`metrics` for any weight."""
 
-    def __init__(self, sims: np.ndarray, loglik: LogLik, k: int, protocol: str, captions_per_image: int = 5):
+    def __init__(self, sims: np.ndarray, loglik: LogLik, k: int, protocol: str, captions_per_image: int = 5,
+                 caption_prior: bool = True):
         self.sims, self.cpi, self.protocol = np.asarray(sims, dtype=np.float64), captions_per_image, protocol
         n = self.sims.shape[0]
         self.blocks = [(self.sims[rows, cols], rows.start, cols.start)
                        for rows, cols in fold_blocks(n, protocol_folds(protocol, n), captions_per_image)]
         self.cands = [candidates(block, k, loglik, io, co) for block, io, co in self.blocks]
+        if caption_prior:
+            self.cands = [with_caption_prior(c) for c in self.cands]
 
     def metrics(self, weight: float) -> dict:
         """Metrics in :func:`recall_metrics`' format (means over folds for ``1k``)."""
@@ -164,13 +180,13 @@ def split_captions(split, vocab, max_len: int = 0) -> tuple[torch.Tensor, torch.
 
 
 def fused_retrieval(model, split, vocab, data_cfg, device: torch.device, k: int, protocol: str,
-                    embeddings: tuple, batch_size: int = 2048) -> FusedRetrieval:
+                    embeddings: tuple, batch_size: int = 2048, caption_prior: bool = True) -> FusedRetrieval:
     """:class:`FusedRetrieval` of ``split`` from its embeddings ``(img, cap)`` and ``model.decoder``."""
     img, cap = embeddings
     sims = model.matcher.similarity(img, cap).numpy()
     ids, lengths = split_captions(split, vocab, data_cfg.max_caption_len)
     loglik = decoder_loglik(model.decoder, img["grounded"], ids, lengths, device, batch_size)
-    return FusedRetrieval(sims, loglik, k, protocol, data_cfg.captions_per_image)
+    return FusedRetrieval(sims, loglik, k, protocol, data_cfg.captions_per_image, caption_prior)
 
 
 @torch.no_grad()
@@ -225,16 +241,23 @@ class PairScorer:
         return self.fuse(emb, ll)
 
 
-def val_weight(model, cfg, vocab, k: int, device, progress: bool = False) -> tuple[float, float]:
+def val_weight(model, cfg, vocab, k: int, device, progress: bool = False,
+               caption_prior: bool = True) -> tuple[float, float]:
     """The fused weight for re-ranking ``k`` candidates picked on the whole val split, and its val rsum."""
     val = load_split(cfg.data, "val")
     val_emb = encode_split(model.matcher, val, vocab, cfg.data, device, cfg.train.eval_batch_size, progress)
-    return fused_retrieval(model, val, vocab, cfg.data, device, k, "full", val_emb).best_weight()
+    return fused_retrieval(model, val, vocab, cfg.data, device, k, "full", val_emb,
+                           caption_prior=caption_prior).best_weight()
 
 
-def fused_section(model, cfg, vocab, data, embeddings, protocol: str, k: int, device, progress: bool) -> dict:
-    """``retrieval.fused``: the fused weight picked on val (full val split), then applied to ``data``."""
-    weight, val_rsum = val_weight(model, cfg, vocab, k, device, progress)
-    metrics = fused_retrieval(model, data, vocab, cfg.data, device, k, protocol, embeddings).metrics(weight)
+def fused_section(model, cfg, vocab, data, embeddings, protocol: str, k: int, device, progress: bool,
+                  caption_prior: Optional[bool] = None) -> dict:
+    """``retrieval.fused``: the fused weight picked on val (full val split), then applied to ``data``;
+    ``caption_prior`` defaults to ``look.fused_caption_prior``."""
+    prior = cfg.look.fused_caption_prior if caption_prior is None else caption_prior
+    weight, val_rsum = val_weight(model, cfg, vocab, k, device, progress, prior)
+    metrics = fused_retrieval(model, data, vocab, cfg.data, device, k, protocol, embeddings,
+                              caption_prior=prior).metrics(weight)
     section = retrieval_section({"protocols": {protocol: metrics}, "primary": protocol})["embedding"]
-    return {**section, "protocol": protocol, "k": k, "weight": weight, "val_rsum": round(val_rsum, 2)}
+    return {**section, "protocol": protocol, "k": k, "weight": weight, "val_rsum": round(val_rsum, 2),
+            "caption_prior": prior}

@@ -22,7 +22,7 @@ from data.records import Split
 from metrics.retrieval import ranks_i2t, ranks_t2i
 from synthesis.sampling import split_grid
 
-from .report_md import COLLAPSE_SHARE, RECALL_KEYS
+from .report_md import COLLAPSE_SHARE, RECALL_KEYS, fused_label
 
 THUMB = 96  # px, longer side of a thumbnail
 CURVE_K = 50
@@ -76,7 +76,7 @@ def metrics_html(report: dict) -> str:
     rows = list(report["retrieval"]["protocols"].items())
     fused = report["retrieval"].get("fused")
     if fused:
-        rows.append((f"{fused['protocol']} fused (top {fused['k']}, w={fused['weight']:.1f})", fused))
+        rows.append((fused_label(fused), fused))
     for name, m in rows:
         cells = "".join(f"<td>{m[d][k]:g}</td>" for d in ("i2t", "t2i") for k in RECALL_KEYS[:4])
         parts.append(f"<tr><td>{html.escape(name)}</td>{cells}<td>{m['rsum']:.1f}</td></tr>")

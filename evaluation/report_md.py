@@ -33,6 +33,13 @@ def markdown_table(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def fused_label(fused: dict, with_protocol: bool = True) -> str:
+    """A fused row's name: protocol, K, the val-picked weight, and whether captions' priors were taken out."""
+    prior = ", caption prior out" if fused.get("caption_prior") else ""
+    head = f"{fused['protocol']} fused" if with_protocol else "full + fused"
+    return f"{head} (top {fused['k']}, w={fused['weight']:.1f}{prior})"
+
+
 def _retrieval_lines(report: dict) -> list[str]:
     lines = [f"dataset: {report.get('dataset', '?')}, split: {report.get('split', '?')}, "
              f"checkpoint: {report.get('checkpoint', '?')}", "",
@@ -41,7 +48,7 @@ def _retrieval_lines(report: dict) -> list[str]:
     rows = list(report["retrieval"]["protocols"].items())
     fused = report["retrieval"].get("fused")
     if fused:
-        rows.append((f"{fused['protocol']} fused (top {fused['k']}, w={fused['weight']:.1f})", fused))
+        rows.append((fused_label(fused), fused))
     for name, m in rows:
         cells = [f"{m[d][k]:.1f}" if k.startswith("r") else f"{m[d][k]:g}" for d in ("i2t", "t2i") for k in RECALL_KEYS]
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {m['rsum']:.1f} |")

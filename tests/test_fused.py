@@ -3,7 +3,7 @@ import numpy as np
 import torch
 
 from data.datasets import pad_captions
-from evaluation.fused import FusedRetrieval, candidates, decoder_loglik, fused_scores, reranked
+from evaluation.fused import FusedRetrieval, candidates, decoder_loglik, fused_scores, reranked, with_caption_prior
 from metrics.retrieval import recall_metrics
 from models.caption_decoder import CaptionDecoder
 
@@ -39,6 +39,31 @@ def test_candidates_are_the_embedding_top_k_with_their_likelihoods():
     for c in range(30):
         assert set(cand.t2i_idx[c]) == set(np.argsort(-sims[:, c])[:4])
         np.testing.assert_array_equal(cand.t2i_ll[c], table[cand.t2i_idx[c], c])
+
+
+def test_caption_prior_is_each_captions_mean_over_its_own_top_k_images():
+    sims, table, loglik = toy(seed=4)
+    cand = with_caption_prior(candidates(sims, 3, loglik))
+    for i in range(6):
+        for j, c in enumerate(cand.i2t_idx[i]):
+            own_top = np.argsort(-sims[:, c], kind="stable")[:3]  # caption c's own top-3 images
+            assert np.isclose(cand.i2t_ll[i, j], table[i, c] - table[own_top, c].mean())
+    np.testing.assert_array_equal(cand.t2i_ll, candidates(sims, 3, loglik).t2i_ll)  # text-to-image untouched
+
+
+def test_caption_prior_stops_generic_captions_winning_every_image():
+    rng = np.random.default_rng(5)
+    n, k = 10, 5
+    own = np.arange(n * k) // k
+    sims = rng.normal(size=(n, n * k)) + 1.5 * (own[None, :] == np.arange(n)[:, None])  # own captions near the top
+    generic = np.zeros(n * k)
+    generic[::7] = 3.0  # some captions every image makes likely
+    table = generic[None, :] + 1.0 * (own[None, :] == np.arange(n)[:, None])
+    loglik = lambda i, c: table[i, c]  # noqa: E731
+    raw = FusedRetrieval(sims, loglik, k=10, protocol="full", caption_prior=False).metrics(0.0)
+    fixed = FusedRetrieval(sims, loglik, k=10, protocol="full").metrics(0.0)
+    assert fixed["i2t"]["r1"] > raw["i2t"]["r1"]
+    assert fixed["t2i"] == raw["t2i"]  # a caption's prior is the same for all its candidate images
 
 
 def test_fused_score_is_the_weighted_sum_of_per_query_z_scores():
@@ -101,6 +126,10 @@ def test_evaluate_rerank_reports_fused_beside_embedding(tmp_path):
     report = evaluate.main([str(tmp_path / "run"), "--rerank", "5", "--no-captions"])
     fused, plain = report["retrieval"]["fused"], report["retrieval"]["embedding"]
     assert fused["k"] == 5 and 0 <= fused["weight"] <= 1 and set(fused["i2t"]) == set(plain["i2t"])
+    assert fused["caption_prior"] is True  # the default, look.fused_caption_prior
+    raw = evaluate.main([str(tmp_path / "run"), "--rerank", "5", "--no-captions", "--no-caption-prior",
+                         "--out", str(tmp_path / "raw.json")])["retrieval"]["fused"]
+    assert raw["caption_prior"] is False
     # Re-ranking keeps each query's top-5 set, so R@5 and R@10 cannot move; only R@1 and ranks inside.
     for d in ("i2t", "t2i"):
         assert fused[d]["r5"] == plain[d]["r5"] and fused[d]["r10"] == plain[d]["r10"]

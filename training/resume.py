@@ -20,7 +20,7 @@ from .steps import PairState
 # Keys that may change when a run is resumed; any other difference means another experiment.
 RESUMABLE_KEYS = ("train.resume", "train.epochs", "train.max_steps", "train.device", "train.log_every",
                   "train.eval_batch_size", "data.num_workers", "data.cache_mb",
-                  "look.fused_top_k", "look.val_caption_every",  # these two: reporting only
+                  "look.fused_top_k", "look.fused_caption_prior", "look.val_caption_every",  # reporting only
                   "imagine.solo_steps")  # the GAN-alone phase after the epochs: more of it on a finished run
 
 
