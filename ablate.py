@@ -1,6 +1,6 @@
 """The paper's ablation on one config: each path switched on in turn, same budget, one table.
 
-    python ablate.py [--config FILE] [--out runs/ablation] [--rerank 20] [--only a,b] [--seeds 0,1,2]
+    python ablate.py [--config FILE] [--out runs/ablation] [--rerank K] [--only a,b] [--seeds 0,1,2]
                      [--beyond [--rows a,b]] [key=value ...]
 
 Rows (every one trains with the same config and epochs, only the paths differ):
@@ -110,6 +110,9 @@ def table(rows: list[dict]) -> str:
     return head + "\n".join(lines) + "\n"
 
 
+DEFAULT_RERANK = 50  # the fused row's K where the config sets none (configs/custom.yaml's, README)
+
+
 def base_rows(names: Optional[str]) -> tuple:
     """The paper's rows, or the named ones (``full`` brings ``full + fused`` with it)."""
     return _pick(ROWS, names, "--only", "the rows") if names else ROWS
@@ -117,10 +120,12 @@ def base_rows(names: Optional[str]) -> tuple:
 
 def run_rows(args, rows_spec: tuple, out: str, overrides: Sequence[str]) -> list[dict]:
     """Train (or reuse) every row into ``out/<row>``; the fused row re-ranks the full run."""
-    rows = []
+    rows, rerank = [], args.rerank
     for name, label, switches in rows_spec:
         folder = os.path.join(out, name)
         cfg = load_config(args.config, [*overrides, *switches, f"train.out_dir={folder}"])
+        if name == "full" and not rerank:
+            rerank = cfg.look.fused_top_k or DEFAULT_RERANK
         report = finished_run(folder, cfg)
         if report is None:
             if os.path.exists(os.path.join(folder, "last.pt")):
@@ -139,7 +144,7 @@ def run_rows(args, rows_spec: tuple, out: str, overrides: Sequence[str]) -> list
         at = names.index("full")
         full = rows[at]
         with torch.no_grad():
-            fused = evaluate.evaluate(full["run"], captions=False, rerank=args.rerank, progress=False, html=False,
+            fused = evaluate.evaluate(full["run"], captions=False, rerank=rerank, progress=False, html=False,
                                       swap_test=False, out=os.path.join(full["run"], "eval_test_fused.json"))
         fused = fused["retrieval"]["fused"]
         rows.insert(at + 1, {**full, "row": "full_fused", "retrieval": fused,
@@ -188,7 +193,9 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", help="YAML preset (default: the built-in Shapes set)")
     parser.add_argument("--out", default="runs/ablation", help="folder for the row runs and the table")
-    parser.add_argument("--rerank", type=int, default=20, metavar="K", help="top K re-ranked in the fused row")
+    parser.add_argument("--rerank", type=int, default=0, metavar="K",
+                        help=f"top K re-ranked in the fused row (default: the config's look.fused_top_k, or "
+                             f"{DEFAULT_RERANK} where that is 0)")
     parser.add_argument("--beyond", action="store_true",
                         help="add the rows of the systems beyond LIM (robust, mined negatives, contrast, invariant, "
                              "imagined negatives, semi-supervised captioning)")
@@ -199,6 +206,8 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
                         "per seed (in OUT/seed<N>/<row>) and the table gives mean ± sd over the seeds")
     parser.add_argument("overrides", nargs="*", help="dotted key=value overrides applied to every row")
     args = parser.parse_args(argv)
+    if args.rerank < 0:
+        parser.error(f"--rerank must be >= 0 (0: the config's look.fused_top_k), got {args.rerank}")
     spec = base_rows(args.only) + beyond_rows(args.beyond, args.rows)
     name = f"{args.config or 'default (Shapes)'}{', ' + ' '.join(args.overrides) if args.overrides else ''}"
     os.makedirs(args.out, exist_ok=True)

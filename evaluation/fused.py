@@ -242,8 +242,10 @@ class PairScorer:
 
 
 def val_weight(model, cfg, vocab, k: int, device, progress: bool = False,
-               caption_prior: bool = True) -> tuple[float, float]:
-    """The fused weight for re-ranking ``k`` candidates picked on the whole val split, and its val rsum."""
+               caption_prior: Optional[bool] = None) -> tuple[float, float]:
+    """The fused weight for re-ranking ``k`` candidates picked on the whole val split, and its val rsum;
+    ``caption_prior`` defaults to ``look.fused_caption_prior``."""
+    caption_prior = cfg.look.fused_caption_prior if caption_prior is None else caption_prior
     val = load_split(cfg.data, "val")
     val_emb = encode_split(model.matcher, val, vocab, cfg.data, device, cfg.train.eval_batch_size, progress)
     return fused_retrieval(model, val, vocab, cfg.data, device, k, "full", val_emb,

@@ -119,7 +119,7 @@ def _rows(g, top_s, top_i, fused, k) -> list[dict]:
 
 def val_fused_weight(gallery: str, digest: str, model, cfg, vocab, k: int, dev) -> float:
     """The fused weight for re-ranking ``k`` candidates, picked on the run's val split (rsum), and
-    remembered beside the gallery (``GALLERY.fused.json``, per model and ``k``)."""
+    remembered beside the gallery (``GALLERY.fused.json``, per model, ``k`` and caption prior)."""
     from evaluation.fused import val_weight
 
     side = gallery + ".fused.json"
@@ -129,7 +129,7 @@ def val_fused_weight(gallery: str, digest: str, model, cfg, vocab, k: int, dev) 
             memo = json.load(open(side, encoding="utf-8"))
         except (OSError, ValueError):
             memo = {}
-    key = f"{digest}:{k}"
+    key = f"{digest}:{k}" + (":prior" if cfg.look.fused_caption_prior else "")  # weights picked before it differ
     if key in memo:
         return float(memo[key]["weight"])
     print("picking the fused weight on the run's val split (once per gallery and K)", file=sys.stderr)
