@@ -140,7 +140,8 @@ def score_pairs(run_dir: str, path: str, checkpoint: str = "best", device: str =
         raise CheckpointError(f"{run_dir} was trained on precomputed features, so it cannot read image files")
     pairs, errors = read_pairs(path, image_transform(cfg.data, train=False))
     model.to(device)
-    scorer = PairScorer(model, load_split(cfg.data, "val"), vocab, cfg.data, torch.device(device))
+    scorer = PairScorer(model, load_split(cfg.data, "val"), vocab, cfg.data, torch.device(device),
+                        cfg.look.fused_caption_prior)
     scores = scorer.score(torch.stack([p["tensor"] for p in pairs]), [p["caption"] for p in pairs]) if pairs else []
     out = [{"line": p["line"], "image": p["image"], "caption": p["caption"], "score": round(float(s), 4),
             "suspect": bool(s < scorer.threshold)} for p, s in zip(pairs, scores)]

@@ -138,9 +138,9 @@ def _signals(run_dir: str, model: LIM, cfg, vocab: Vocabulary, split: Split, val
     notes = []
     signals: dict[str, np.ndarray] = {}
     if model.decoder is not None:
-        scorer = PairScorer(model, val, vocab, cfg.data, device)
+        scorer = PairScorer(model, val, vocab, cfg.data, device, cfg.look.fused_caption_prior)
         emb, ll = split_pair_scores(model, split, vocab, cfg.data, device, progress=progress)
-        signals["score"] = scorer.fuse(emb, ll)
+        signals["score"] = scorer.fuse(emb, scorer.likelihood(ll, split.flat_captions()))
         signals["suspect"] = (signals["score"] < scorer.threshold).astype(np.int64)
     else:
         notes.append("no caption decoder (look.lambda_i2t=0): the score is the embedding similarity alone; "

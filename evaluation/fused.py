@@ -17,7 +17,7 @@ none: its candidates share the caption, so the per-query z-score already removes
   candidate pairs are computed once, so trying every weight costs only re-scoring.
 - **Scoring any pair** (:class:`PairScorer`): standardised with val's statistics; ``w`` maximises
   the val AUROC of telling each image's own caption from another image's, and a threshold on
-  ``S`` flags suspect pairs.
+  ``S`` flags suspect pairs. Its caption prior is the caption's mean over fixed val images.
 """
 from __future__ import annotations
 
@@ -205,21 +205,36 @@ def raw_pair_scores(model, images: torch.Tensor, captions: list[str], vocab: Voc
         return torch.cat(emb).numpy(), torch.cat(ll).numpy()
 
 
+PRIOR_IMAGES = 10  # fixed val images over which PairScorer averages a caption's prior
+
+
 class PairScorer:
     """Fused pair score ``w * z(s_emb) + (1 - w) * z(l)`` with z-scores, weight and suspect
     threshold all fitted on val: each val image's first caption (correct) and the first caption of
-    the next image (wrong). ``w`` maximises val AUROC; the threshold maximises balanced accuracy."""
+    the next image (wrong). ``w`` maximises val AUROC; the threshold maximises balanced accuracy.
 
-    def __init__(self, model, val: Split, vocab: Vocabulary, data_cfg, device: torch.device):
+    With ``caption_prior`` (``look.fused_caption_prior``) ``l`` is the likelihood less the caption's
+    prior, its mean log-likelihood over :data:`PRIOR_IMAGES` fixed val images (evenly spaced), so a
+    caption every image makes likely does not pass with any image; callers holding raw likelihoods
+    go through :meth:`likelihood` before :meth:`fuse`."""
+
+    def __init__(self, model, val: Split, vocab: Vocabulary, data_cfg, device: torch.device,
+                 caption_prior: bool = True):
         require_decoder(model, "the fused pair score")
         self.model, self.vocab, self.data_cfg, self.device = model, vocab, data_cfg, device
         dataset = ImageDataset(val, image_transform(data_cfg, train=False))
         images = collate_images([dataset[i] for i in range(val.num_images)])[0]
         n = val.num_images
+        self.prior_features = None
+        if caption_prior:
+            reference = images[np.linspace(0, n - 1, min(PRIOR_IMAGES, n)).astype(int)]
+            with torch.no_grad(), eval_mode(model):
+                self.prior_features = model.matcher.encode_images(reference.to(device))["grounded"]  # (R, D)
         true = [val.captions[i][0] for i in range(n)]
         wrong = [val.captions[(i + 1) % n][0] for i in range(n)]
         emb, ll = raw_pair_scores(model, torch.cat([images, images]), true + wrong, vocab,
                                   data_cfg.max_caption_len, device)
+        ll = self.likelihood(ll, true + wrong)
         labels = np.r_[np.ones(n), np.zeros(n)]
         self.stats = (emb.mean(), emb.std() or 1.0, ll.mean(), ll.std() or 1.0)
         self.weight = best_weight(lambda w: auroc(self._fuse(emb, ll, w), labels))[0]
@@ -227,18 +242,36 @@ class PairScorer:
         self.val_auroc = auroc(fused, labels)
         self.threshold, self.val_balanced_accuracy = best_threshold(fused, labels)
 
+    @torch.no_grad()
+    def caption_prior(self, captions: list[str], batch: int = 256) -> np.ndarray:
+        """``(P,)`` each caption's mean log-likelihood over the reference val images."""
+        feats, out = self.prior_features, []
+        r = len(feats)
+        with eval_mode(self.model):
+            for start in range(0, len(captions), batch):
+                ids, lengths = encode_texts(captions[start:start + batch], self.vocab, self.data_cfg.max_caption_len)
+                ll = self.model.decoder.log_likelihood(feats.repeat(len(ids), 1), ids.repeat_interleave(r, 0).to(self.device),
+                                                       lengths.repeat_interleave(r))
+                out.append(ll.float().view(len(ids), r).mean(1).cpu())
+        return torch.cat(out).numpy() if out else np.zeros(0, dtype=np.float32)
+
+    def likelihood(self, ll: np.ndarray, captions: list[str]) -> np.ndarray:
+        """Raw log-likelihoods ``(P,)`` of pairs with ``captions`` as :meth:`fuse` reads them: less each
+        caption's prior when the scorer takes it out, unchanged otherwise."""
+        return ll if self.prior_features is None else ll - self.caption_prior(captions)
+
     def _fuse(self, emb: np.ndarray, ll: np.ndarray, weight: float) -> np.ndarray:
         me, se, ml, sl = self.stats
         return combine((emb - me) / se, (ll - ml) / sl, weight)
 
     def fuse(self, emb: np.ndarray, ll: np.ndarray) -> np.ndarray:
-        """The fitted fused score of raw embedding similarities and caption log-likelihoods."""
+        """The fitted fused score of raw embedding similarities and :meth:`likelihood` values."""
         return self._fuse(emb, ll, self.weight)
 
     def score(self, images: torch.Tensor, captions: list[str]) -> np.ndarray:
         """Fused scores ``(P,)`` of normalised images ``(P, 3, S, S)`` with their captions."""
         emb, ll = raw_pair_scores(self.model, images, captions, self.vocab, self.data_cfg.max_caption_len, self.device)
-        return self.fuse(emb, ll)
+        return self.fuse(emb, self.likelihood(ll, captions))
 
 
 def val_weight(model, cfg, vocab, k: int, device, progress: bool = False,

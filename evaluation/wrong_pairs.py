@@ -63,6 +63,7 @@ def wrong_pair_detection(scorer: PairScorer, split: Split, progress: bool = Fals
         raise ValueError(f"{split.name}: wrong-pair detection needs both injected wrong pairs and correct pairs "
                          "(train with data.wrong_fraction between 0 and 1)")
     emb, ll = split_pair_scores(scorer.model, split, scorer.vocab, scorer.data_cfg, scorer.device, progress=progress)
+    ll = scorer.likelihood(ll, split.flat_captions())  # less each caption's prior, as the scorer was fitted
     fused = scorer.fuse(emb, ll)
     flagged = fused < scorer.threshold
     if writer is not None:
@@ -85,5 +86,5 @@ def wrong_pairs_section(model: LIM, cfg, vocab: Vocabulary, device: torch.device
     if model.decoder is None:
         return {"note": "this run trained on injected wrong pairs but has no caption decoder (look.lambda_i2t=0); "
                         "the fused pair score that flags them needs one"}
-    scorer = PairScorer(model, load_split(cfg.data, "val"), vocab, cfg.data, device)
+    scorer = PairScorer(model, load_split(cfg.data, "val"), vocab, cfg.data, device, cfg.look.fused_caption_prior)
     return wrong_pair_detection(scorer, load_split(cfg.data, "train"), progress, writer, step)

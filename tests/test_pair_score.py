@@ -84,3 +84,34 @@ def test_retrieve_demo_returns_the_gallerys_best_items(tmp_path, capsys):
     assert len(capsys.readouterr().out.strip().splitlines()) == 2
     assert demo.main(["retrieve", run, "--image", str(tmp_path / "nope.png")]) == 2
     assert "missing" in capsys.readouterr().err
+
+
+def test_pair_scorer_takes_out_each_captions_mean_likelihood_over_its_reference_images(tmp_path):
+    import torch
+
+    from data import load_split
+    from data.datasets import encode_texts
+    from evaluation.fused import PRIOR_IMAGES, PairScorer, raw_pair_scores
+    from runfolder.folder import load_trained
+
+    train.main(tiny(tmp_path, **{"train.epochs": 1, "imagine.lambda_t2i": 0}))
+    cfg, vocab, model, _ = load_trained(str(tmp_path / "run"))
+    val, dev = load_split(cfg.data, "val"), torch.device("cpu")
+    scorer = PairScorer(model, val, vocab, cfg.data, dev)
+    plain = PairScorer(model, val, vocab, cfg.data, dev, caption_prior=False)
+    captions = ["a red circle", "a large blue square above a small green triangle", "a red circle"]
+    assert scorer.prior_features.shape[0] == min(PRIOR_IMAGES, val.num_images) and plain.prior_features is None
+    naive = []
+    with torch.no_grad():
+        model.eval()
+        for c in captions:
+            ids, lengths = encode_texts([c], vocab, cfg.data.max_caption_len)
+            naive.append(np.mean([float(model.decoder.log_likelihood(f[None], ids, lengths))
+                                  for f in scorer.prior_features]))
+    prior = scorer.caption_prior(captions, batch=2)  # two chunks
+    np.testing.assert_allclose(prior, naive, rtol=1e-5, atol=1e-5)
+    assert prior[0] == prior[2]  # the same caption has the same prior, whatever its batch
+    images = torch.stack([torch.zeros(3, cfg.data.image_size, cfg.data.image_size)] * 3)
+    emb, ll = raw_pair_scores(model, images, captions, vocab, cfg.data.max_caption_len, dev)
+    np.testing.assert_allclose(scorer.score(images, captions), scorer.fuse(emb, ll - prior), rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(plain.likelihood(ll, captions), ll)
