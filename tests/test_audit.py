@@ -4,7 +4,6 @@ import json
 import os
 
 import numpy as np
-import pytest
 
 import audit
 import train
@@ -27,6 +26,11 @@ def test_audit_ranks_every_pair_and_grades_signals_against_injected_wrong_pairs(
     page = (tmp_path / "audit" / "audit_train.html").read_text()
     assert page.count("<img") == 10 and "Top 10 suspects" in page
     assert json.load(open(tmp_path / "audit" / "audit_train.json"))["pairs"] == 240
+    # Without the caption prior the fused score is the raw likelihood's: another score for the same pairs.
+    audit.main([str(tmp_path / "run"), "--out", str(tmp_path / "raw"), "--no-caption-prior"])
+    raw = {r["caption_index"]: float(r["score"]) for r in csv.DictReader(open(tmp_path / "raw" / "audit_train.csv"))}
+    prior = {r["caption_index"]: float(r["score"]) for r in rows}
+    assert raw.keys() == prior.keys() and any(abs(raw[k] - prior[k]) > 1e-6 for k in raw)
 
 
 def test_audit_names_a_missing_image_instead_of_failing(tmp_path, karpathy_dir):
