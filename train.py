@@ -114,7 +114,7 @@ def _run(cfg: Config, dist: distributed.Dist, device: torch.device) -> dict:
     ddp = DistributedDataParallel(model, find_unused_parameters=cfg.train.schedule == "sequential") \
         if dist.enabled else model
     loss_fn = RankingLoss(cfg.model.measure, cfg.loss.margin, cfg.loss.max_violation, cfg.loss.warmup_epochs,
-                          cfg.loss.hard_ramp_epochs, cfg.loss.mean_negatives)
+                          cfg.loss.hard_ramp_epochs, cfg.loss.mean_negatives, cfg.loss.hard_weight_max)
     changes = schedule_changes(cfg)
     scst = cfg.look.lambda_i2t > 0 and cfg.look.scst_epochs > 0
     reward = CaptionReward(train_split, vocab, cfg.look.max_len, labelled_ids(train_split)) if scst else None

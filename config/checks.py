@@ -53,6 +53,7 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "loss.margin": _AT_LEAST_0,
     "loss.warmup_epochs": _AT_LEAST_0,
     "loss.hard_ramp_epochs": _AT_LEAST_0,
+    "loss.hard_weight_max": (lambda v: 0 < v <= 1, "0 < value <= 1"),
     "loss.mined_negatives": _AT_LEAST_0,
     "loss.contrast_weight": _AT_LEAST_0,
     "loss.contrast_start_epoch": _AT_LEAST_0,

@@ -113,6 +113,10 @@ class LossConfig:
     # hardest k negatives with k shrinking from all to 1 (losses/ranking.py aggregate_negatives).
     # 0: the hardest form switches on at once, which can collapse val rsum on real images.
     hard_ramp_epochs: int = 0
+    # Where that ramp ends: 1 is the hardest negative; below 1, each query keeps the sum of its
+    # batch_size ** (1 - value) largest hinges (0.5 with a batch of 128: the hardest 11), a
+    # semi-hard form that near-duplicate negatives (one icon's variants) cannot rule alone.
+    hard_weight_max: float = 1.0
     # Each query's term is the mean of the negatives it keeps instead of their sum, so the ranking
     # loss keeps its scale through the ramp and the look/imagine weights mean the same all along
     # (with the sum, the ranking term shrinks ~batch-size-fold when the hardest form takes over).

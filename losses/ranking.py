@@ -77,10 +77,13 @@ class RankingLoss(nn.Module):
             ``n`` times the hardest cost) to the hardest form. The weights of the other losses
             beside it (decoder, GAN) then mean the same all through the ramp; with the sum, they
             count ~``n`` times more once the hardest form is reached.
+        max_hard: where the ramp ends (0 < ``max_hard`` <= 1): 1 is the hardest negative, less a
+            semi-hard sum over each query's ``n ** (1 - max_hard)`` largest hinges (see
+            :func:`aggregate_negatives`), which near-duplicate negatives cannot rule alone.
     """
 
     def __init__(self, measure: str = "order", margin: Optional[float] = None, max_violation: bool = False,
-                 warmup: int = 0, ramp: float = 0, mean_negatives: bool = False):
+                 warmup: int = 0, ramp: float = 0, mean_negatives: bool = False, max_hard: float = 1.0):
         super().__init__()
         if measure not in MEASURES:
             raise ValueError(f"measure {measure!r} is not one of {', '.join(MEASURES)}")
@@ -88,29 +91,32 @@ class RankingLoss(nn.Module):
             raise ValueError(f"warmup must be >= 0, got {warmup}")
         if ramp < 0:
             raise ValueError(f"ramp must be >= 0, got {ramp}")
+        if not 0.0 < max_hard <= 1.0:
+            raise ValueError(f"max_hard must be in (0, 1], got {max_hard}")
         self.measure = measure
         self.margin = DEFAULT_MARGINS[measure] if margin is None else float(margin)
         self.max_violation = max_violation
         self.warmup = warmup
         self.ramp = ramp
         self.mean_negatives = mean_negatives
+        self.max_hard = float(max_hard)
 
     def extra_repr(self) -> str:
         return (f"measure={self.measure!r}, margin={self.margin}, max_violation={self.max_violation}, "
-                f"warmup={self.warmup}, ramp={self.ramp}, mean_negatives={self.mean_negatives}")
+                f"warmup={self.warmup}, ramp={self.ramp}, mean_negatives={self.mean_negatives}, max_hard={self.max_hard}")
 
     def hard_weight_at(self, step: float) -> float:
         """The hardest-negative weight at ``step`` (0-based, in warm-up units; fractional steps,
         e.g. ``epoch + batch / batches``, ramp smoothly): 0 during warm-up, then rising linearly
-        to 1 over ``ramp`` steps (at once without a ramp); always 0 without ``max_violation``.
+        to ``max_hard`` over ``ramp`` steps (at once without a ramp); always 0 without ``max_violation``.
 
         Pass the result as ``forward(..., hard_weight=...)``.
         """
         if not self.max_violation or step < self.warmup:
             return 0.0
         if self.ramp == 0:
-            return 1.0
-        return min(1.0, (step - self.warmup) / self.ramp)
+            return self.max_hard
+        return self.max_hard * min(1.0, (step - self.warmup) / self.ramp)
 
     def forward(
         self,

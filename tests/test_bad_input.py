@@ -45,6 +45,7 @@ def test_a_train_set_smaller_than_a_batch_shrinks_the_batch(tmp_path, capsys):
     ("imagine.image_size=48", "imagine.image_size"), ("data.resize=16", "data.resize"),
     ("train.device=cuda:7", "train.device"), ("train.epochs=0", "train.epochs"), ("data.image_size=17", "data.image_size"),
     ("look.beam_size=0", "look.beam_size"), ("train.schedule=parallel", "train.schedule"),
+    ("loss.hard_weight_max=0", "loss.hard_weight_max"),
 ])
 def test_a_bad_config_value_names_its_key_before_anything_is_written(tmp_path, override, key):
     if override.startswith("train.device") and torch.cuda.device_count() > 7:

@@ -246,6 +246,21 @@ def test_ramp_schedule():
     assert [abrupt.hard_weight_at(s) for s in (0, 3.99, 4, 4.5, 9)] == [0.0, 0.0, 1.0, 1.0, 1.0]
 
 
+def test_ramp_ends_at_max_hard():
+    """``max_hard`` < 1 stops the ramp at a semi-hard top-k sum: half-way there after half the ramp,
+    held after it, and the loss at that point is the naive top-k reduction."""
+    loss_fn = RankingLoss("cosine", margin=0.3, max_violation=True, warmup=2, ramp=4, max_hard=0.5)
+    assert [loss_fn.hard_weight_at(s) for s in (0, 1.99, 2, 4, 6, 9)] == [0.0, 0.0, 0.0, 0.25, 0.5, 0.5]
+    assert RankingLoss("cosine", max_violation=True, warmup=1, max_hard=0.4).hard_weight_at(1) == 0.4
+    assert RankingLoss("cosine", warmup=1, max_hard=0.4).hard_weight_at(5) == 0.0  # no max_violation: the sum
+    im, cap, ids = embeddings(8, 5, 90), embeddings(8, 5, 91), torch.tensor([0, 1, 0, 2, 3, 4, 5, 6])
+    got = loss_fn(im, cap, image_ids=ids, hard_weight=loss_fn.hard_weight_at(9))
+    torch.testing.assert_close(got, naive_loss(im, cap, "cosine", 0.3, 0.5, ids), rtol=1e-12, atol=1e-12)
+    for bad in (0.0, -0.1, 1.5):
+        with pytest.raises(ValueError, match="max_hard"):
+            RankingLoss("cosine", max_hard=bad)
+
+
 @pytest.mark.parametrize("measure", MEASURES)
 @pytest.mark.parametrize("hard_weight", [0.0, 0.5, 1.0])
 def test_mean_negatives_divides_each_query_by_the_negatives_kept(measure, hard_weight):
