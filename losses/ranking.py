@@ -103,7 +103,8 @@ class RankingLoss(nn.Module):
 
     def extra_repr(self) -> str:
         return (f"measure={self.measure!r}, margin={self.margin}, max_violation={self.max_violation}, "
-                f"warmup={self.warmup}, ramp={self.ramp}, mean_negatives={self.mean_negatives}, max_hard={self.max_hard}")
+                f"warmup={self.warmup}, ramp={self.ramp}, mean_negatives={self.mean_negatives}, "
+                f"max_hard={self.max_hard}")
 
     def hard_weight_at(self, step: float) -> float:
         """The hardest-negative weight at ``step`` (0-based, in warm-up units; fractional steps,
