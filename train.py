@@ -103,7 +103,8 @@ def _run(cfg: Config, dist: distributed.Dist, device: torch.device) -> dict:
     if cfg.model.image_init and not resuming:  # on resume, last.pt holds these weights
         init_image_encoder(model, cfg, folder.root, feature_dim, print if dist.main else lambda _: None)
     optimizers, scheduler = build_optimizers(cfg, model)
-    critic = Critic(cfg.imagine, cfg.train.grad_clip).to(device) if model.imagine is not None else None
+    critic = Critic(cfg.imagine, cfg.train.grad_clip, channels_last=cfg.model.channels_last).to(device) \
+        if model.imagine is not None else None
     pairs = PairState(record=PairLossRecord(train_split.num_captions) if cfg.robust.enabled else None,
                       queue=NegativeQueue(cfg.loss.mined_negatives) if cfg.loss.mined_negatives > 0 else None,
                       rng=np.random.default_rng([cfg.train.seed, dist.rank, 17]))

@@ -4,8 +4,9 @@
 
 Settings: the Shapes default (small CNN on 64 px images, two-branch matcher, caption decoder,
 text-to-image GAN) built up path by path (matcher only; + look XE; + imagine; + imagine without its
-matching loss; look SCST + imagine), the rate `imagine.every=2` gives, and the depth-1 CNN with the
-GAN on every step (the default before 2026-12-03); `configs/custom.yaml` on an icon-set-shaped batch (2,510
+matching loss; look SCST + imagine), the rate `imagine.every=2` gives, the depth-1 CNN with the
+GAN on every step (the default before 2026-12-03) and the plain NCHW layout (`model.channels_last=false`,
+the default before 2026-12-04); `configs/custom.yaml` on an icon-set-shaped batch (2,510
 words, 9-token captions) path by path, with the rate `imagine.every=3` would give; and a
 COCO-shaped precomputed-feature matcher (2048-d synthetic features, batch 128, 1024-d embedding,
 1024-unit GRU, 10k-word vocabulary, 12-word captions). Batches are made once, so data loading is
@@ -35,11 +36,11 @@ from training.steps import joint_step  # noqa: E402
 CUSTOM = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "custom.yaml")
 
 
-def pairs_per_second(cfg: Config, batch, vocab_size: int, steps: int, phase: str, reward=None,
-                     feature_dim=None) -> float:
+def make_step(cfg: Config, batch, vocab_size: int, phase: str, reward=None, feature_dim=None):
+    """One optimisation step of a fresh seeded model on ``batch``, as a function, warmed up."""
     torch.manual_seed(0)
     model = LIM(cfg.model, cfg.look, cfg.imagine, vocab_size, feature_dim)
-    critic = Critic(cfg.imagine) if model.imagine is not None else None
+    critic = Critic(cfg.imagine, channels_last=cfg.model.channels_last) if model.imagine is not None else None
     opt = torch.optim.Adam(model.parameters(), 2e-4)
     loss_fn = RankingLoss(cfg.model.measure, cfg.loss.margin, max_violation=True)
 
@@ -50,10 +51,32 @@ def pairs_per_second(cfg: Config, batch, vocab_size: int, steps: int, phase: str
         opt.step()
 
     step()  # warm-up (numba compilation, allocator)
+    return step
+
+
+def pairs_per_second(cfg: Config, batch, vocab_size: int, steps: int, phase: str, reward=None,
+                     feature_dim=None) -> float:
+    step = make_step(cfg, batch, vocab_size, phase, reward, feature_dim)
     start = time.perf_counter()
     for _ in range(steps):
         step()
     return steps * len(batch[0]) / (time.perf_counter() - start)
+
+
+def interleaved_rates(cfgs: list[Config], batch, vocab_size: int, steps: int, phase: str, reward=None) -> list[float]:
+    """Pairs per second of each config, timed in alternating rounds of a few steps each, so that a
+    drift in the machine's speed during the run falls on all of them alike."""
+    fns = [make_step(cfg, batch, vocab_size, phase, reward) for cfg in cfgs]
+    spent = [0.0] * len(fns)
+    rounds = max(steps // 4, 1)
+    for r in range(rounds):
+        order = range(len(fns)) if r % 2 == 0 else reversed(range(len(fns)))
+        for i in order:
+            start = time.perf_counter()
+            for _ in range(4):
+                fns[i]()
+            spent[i] += time.perf_counter() - start
+    return [rounds * 4 * len(batch[0]) / t for t in spent]
 
 
 def main() -> None:
@@ -87,6 +110,14 @@ def main() -> None:
                            args.steps, "xe", reward)
     print(f"shapes, the default with imagine.every=2 (from the two above): {every2:,.0f} pairs/s; the depth-1 "
           f"CNN with the GAN every step: {old:,.0f} pairs/s ({every2 / old:.2f}x)")
+    # Conv weights and activations channels-last (model.channels_last, the default since 2026-12-04)
+    # against the plain NCHW layout, timed in alternating rounds: the full step (XE + the GAN), the matcher alone.
+    for label, overrides, phase in [("+ look (XE) + imagine every step", [], "xe"),
+                                    ("matcher only", ["look.lambda_i2t=0", "imagine.lambda_t2i=0"], "off")]:
+        last, plain = interleaved_rates([load_config(None, overrides + [f"model.channels_last={v}"])
+                                         for v in ("true", "false")], batch, len(vocab), args.steps, phase, reward)
+        print(f"shapes, {label}: channels-last {last:,.0f}, model.channels_last=false {plain:,.0f} pairs/s "
+              f"({last / plain:.2f}x)")
 
     # custom.yaml on an icon set: cosine matcher, 2,510 words, 9-token captions, batch 128
     icon = ["data.json=set.json", "data.image_root=images"]
@@ -106,6 +137,10 @@ def main() -> None:
     every3 = 3 / (1 / full + 2 / look)  # one step with the GAN, two without
     print(f"icon set (custom.yaml), + look + imagine.every=3 (from the two above): {every3:,.0f} pairs/s "
           f"({every3 / full:.2f}x the default)")
+    last, plain = interleaved_rates([load_config(CUSTOM, icon + [f"model.channels_last={v}"]) for v in ("true", "false")],
+                                    icon_batch, n_words, args.steps, "xe")
+    print(f"icon set (custom.yaml), + look (XE) + imagine: channels-last {last:,.0f}, model.channels_last=false "
+          f"{plain:,.0f} pairs/s ({last / plain:.2f}x)")
 
     coco = Config(model=ModelConfig(image_encoder="precomp", embed_dim=1024, text_hidden=1024),
                   look=LookConfig(lambda_i2t=0), imagine=ImagineConfig(lambda_t2i=0))

@@ -100,6 +100,11 @@ class ModelConfig:
     # (the reversal's scale ramps 0 -> 1 over training); 0 switches it off.
     invariant_weight: float = 0.0
     invariant_hidden: int = 64
+    # Conv weights (image encoder, generator, discriminator) and so their activations in channels-last
+    # memory format: oneDNN's faster layout on CPU (benchmarks/bench_train.py: 1.1-1.2x the Shapes
+    # default's steps). Values are the same up to float rounding; false reproduces runs from before
+    # 2026-12-04 to the digit.
+    channels_last: bool = True
 
 
 @dataclass

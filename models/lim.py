@@ -41,6 +41,8 @@ class LIM(nn.Module):
         if self.imagine is not None and imagine.ema > 0:
             self.imagine_ema = copy.deepcopy(self.imagine).requires_grad_(False)
         self.ema_decay = imagine.ema
+        if model.channels_last:  # the layout follows the weights through every conv (model.channels_last)
+            self.to(memory_format=torch.channels_last)
 
     def sampler(self) -> Optional[TextToImage]:
         """The generator to draw pictures with after training: the averaged one when there is one."""

@@ -41,7 +41,8 @@ class SoloGan:
     def __init__(self, cfg: Config, model, ckpt: dict, device: torch.device):
         self.cfg, self.model, self.device = cfg, model.to(device), device
         model.matcher.requires_grad_(False).eval()
-        self.critic = Critic(cfg.imagine, cfg.train.grad_clip, local=True).to(device)
+        self.critic = Critic(cfg.imagine, cfg.train.grad_clip, local=True,
+                             channels_last=cfg.model.channels_last).to(device)
         if ckpt.get("critic") is not None:
             self.critic.load_state_dict(ckpt["critic"])
         imagine = model.imagine

@@ -44,11 +44,13 @@ class Critic:
     neither averages nor waits for the others.
     """
 
-    def __init__(self, cfg: ImagineConfig, grad_clip: float = 0.0, local: bool = False):
+    def __init__(self, cfg: ImagineConfig, grad_clip: float = 0.0, local: bool = False, channels_last: bool = False):
         self.cfg, self.grad_clip, self.local = cfg, grad_clip, local
         self.module = Discriminator(cfg.c_dim, cfg.image_size, cfg.d_width, spectral=cfg.spectral_norm)
         self.module.apply(init_weights)
         self.module.apply_spectral_norm()
+        if channels_last:  # as the model's convs (model.channels_last)
+            self.module.to(memory_format=torch.channels_last)
         self.optimizer = torch.optim.Adam(self.module.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
         self.skipped = 0
         self.augment = DiffAugment(cfg.diff_augment)
