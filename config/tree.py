@@ -101,9 +101,9 @@ class ModelConfig:
     invariant_weight: float = 0.0
     invariant_hidden: int = 64
     # Conv weights (image encoder, generator, discriminator) and so their activations in channels-last
-    # memory format: oneDNN's faster layout on CPU (benchmarks/bench_train.py: 1.1-1.2x the Shapes
-    # default's steps). Values are the same up to float rounding; false reproduces runs from before
-    # 2026-12-04 to the digit.
+    # memory format: oneDNN's faster layout on CPU (benchmarks/bench_train.py: the training step 1.06-1.09x
+    # on 2 cores). Values are the same up to float rounding; false reproduces runs from before
+    # 2026-12-04 to the digit (on the same thread count).
     channels_last: bool = True
 
 
