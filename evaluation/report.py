@@ -35,14 +35,22 @@ from .wrong_pairs import wrong_pairs_section
 GRID_CAPTIONS, GRID_SAMPLES = 8, 6
 
 
-def captioning_by_phase(cfg: Config, folder: RunFolder, test, vocab: Vocabulary, device) -> dict:
-    """Test CIDEr / BLEU-4 of the decoder after cross-entropy (``xe.pt``) and after SCST (``last``)."""
+def captioning_by_phase(cfg: Config, folder: RunFolder, test, vocab: Vocabulary, device,
+                        last_metrics: Optional[dict] = None) -> dict:
+    """Test CIDEr / BLEU-4 of the decoder after cross-entropy (``xe.pt``) and after SCST (``last``).
+
+    ``last_metrics``: the test captioning of a checkpoint with ``last``'s decoder (``best``, when the
+    last epoch was the best: the GAN-alone phase changes only the generator), taken instead of
+    decoding the test split again with the same decoder."""
     if not cfg.look.scst_epochs:  # no SCST: nothing to compare, and decoding the test split again costs time
         return {}
     phases = {"xe": folder.checkpoint("xe"), "scst": folder.checkpoint("last")}
     out = {}
     for phase, path in phases.items():
         if not os.path.exists(path):
+            continue
+        if phase == "scst" and last_metrics is not None:
+            out[phase] = {k: last_metrics[k] for k in ("CIDEr", "BLEU-4")}
             continue
         model = load_trained(folder.root, path)[2].to(device)
         metrics = evaluate_captions(model, test, vocab, cfg.data, device, cfg.look.beam_size,
@@ -150,7 +158,9 @@ def final_report(cfg: Config, folder: RunFolder, device: torch.device, state: di
     report.update(best_epoch=ckpt["best_epoch"] + 1, val_rsum=round(ckpt["best_rsum"], 2),
                   train_seconds=round(state["seconds"], 1), steps=state["step"])
     if model.decoder is not None:
-        report["captioning_by_phase"] = captioning_by_phase(cfg, folder, test, vocab, device)
+        last_is_best = ckpt["best_epoch"] == state.get("epoch") and "captioning" in report
+        report["captioning_by_phase"] = captioning_by_phase(cfg, folder, test, vocab, device,
+                                                            report["captioning"] if last_is_best else None)
         if cfg.data.labelled_fraction < 1 or cfg.semi.stage2_epochs > 0:
             report["semi"] = semi_section(cfg, folder, test, vocab, device)
     grid = None
@@ -187,13 +197,18 @@ def semi_section(cfg: Config, folder: RunFolder, test: Split, vocab: Vocabulary,
     for stage, path in (("stage1", folder.checkpoint("last")), ("stage2", stage2)):
         if stage == "stage2" and (cfg.semi.stage2_epochs <= 0 or not os.path.exists(path)):
             continue
-        model = load_trained(folder.root, path)[2].to(device)
+        _, _, model, ckpt = load_trained(folder.root, path)
+        model.to(device)
         img = encode_split(model.matcher, test, vocab, cfg.data, device, batch, False, False)[0]
         metrics = evaluate_captions(model, test, vocab, cfg.data, device, cfg.look.beam_size, batch,
                                     progress=False, meteor=False, img=img, keep_captions=True,
                                     **decode_options(cfg.look))
         out[stage] = {k: metrics[k] for k in ("CIDEr", "BLEU-4", "distinctiveness", "fluency")}
         out[stage]["checkpoint"] = os.path.basename(path)
+        done = ckpt.get("stage2") or {}
+        if stage == "stage2" and done.get("picked"):  # stage2.pt files from before semi.pick hold the last epoch
+            out[stage]["checkpoint"] += f" (epoch {done['picked']} of {done['epochs']})"
+            out["stage2_val"] = done["history"]  # val CIDEr-D and R@1 per stage-2 epoch, 0 = stage 1's decoder
         captions = metrics["captions"]
         out[stage]["clip_s"] = reference_free_score(model.matcher, test, captions, vocab, cfg.data, device, batch, img)
         for name, grader in graders.items():

@@ -6,6 +6,7 @@ from typing import Optional
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from config import ImagineConfig, LookConfig, ModelConfig
 
@@ -69,7 +70,7 @@ class LIM(nn.Module):
 
     def forward(self, images: torch.Tensor, captions: torch.Tensor, lengths: torch.Tensor, look: str = "off",
                 samples: int = 1, temperature: float = 1.0, imagine: int = 0, interpolate: bool = False,
-                modality: float = -1.0) -> dict:
+                modality: float = -1.0, extra_captions: Optional[tuple[torch.Tensor, torch.Tensor]] = None) -> dict:
         """One training forward pass (what DDP wraps), so every used parameter is seen by DDP.
 
         Returns ``img``/``cap`` embeddings per branch and, by ``look``: ``"xe"`` teacher-forced
@@ -79,12 +80,24 @@ class LIM(nn.Module):
         ``mu`` and ``logvar`` ``(n, C)`` (and GAN-INT's ``fake_int``, ``mu_int`` with ``interpolate``).
         With ``modality >= 0`` and a modality classifier, ``modality_logits (2B,)`` for the image then
         the caption vectors, seen through gradient reversal of that scale (inside the forward, so DDP
-        sees the classifier's parameters used).
+        sees the classifier's parameters used). ``extra_captions`` ``(captions (B', T'), lengths (B',))``
+        are encoded in the same text-encoder call as the batch's (one GRU pass over both, as fast as
+        one over the batch alone on a CPU) and returned as ``extra_cap``, per branch ``(B', D)``:
+        the contrast captions of the generated hard negatives.
         """
         if look not in LOOK_MODES:
             raise ValueError(f"look={look!r} is not one of {LOOK_MODES}")
-        img, cap = self.matcher(images, captions, lengths)
-        out = {"img": img, "cap": cap}
+        if extra_captions is None:
+            img, cap = self.matcher(images, captions, lengths)
+            out = {"img": img, "cap": cap}
+        else:
+            more, more_lengths = extra_captions
+            width = max(captions.shape[1], more.shape[1])
+            both = torch.cat([F.pad(captions, (0, width - captions.shape[1])),
+                              F.pad(more.to(captions.device), (0, width - more.shape[1]))])
+            img, both_cap = self.matcher(images, both, torch.cat([lengths.cpu(), more_lengths.cpu()]))
+            cap = {k: v[:len(captions)] for k, v in both_cap.items()}
+            out = {"img": img, "cap": cap, "extra_cap": {k: v[len(captions):] for k, v in both_cap.items()}}
         if modality >= 0 and self.matcher.modality is not None:
             both = torch.cat([branch_vectors(img, BRANCHES), branch_vectors(cap, BRANCHES)])
             out["modality_logits"] = self.matcher.modality(reverse_gradient(both, modality))

@@ -243,9 +243,13 @@ class Discriminator(nn.Module):
         return self
 
     def forward(self, images: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        x = self.image(images)  # (B, 8w, 4, 4)
+        return self.judge(self.image(images), cond)
+
+    def judge(self, features: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """The logits ``(B,)`` of image features ``(B, 8w, 4, 4)`` (``self.image(images)``) with conditions
+        ``(B, K)``: one pass of the image convs can be judged against several conditions."""
         y = self.cond(cond)[:, :, None, None].expand(-1, -1, 4, 4)  # (B, P, 4, 4)
-        return self.joint(torch.cat([x, y], dim=1)).view(-1)  # (B,)
+        return self.joint(torch.cat([features, y], dim=1)).view(-1)  # (B,)
 
 
 def init_weights(module: nn.Module) -> None:

@@ -179,3 +179,26 @@ def test_imagined_negatives_without_the_gan_say_how_to_train_it(tmp_path):
 
     with pytest.raises(ConfigError, match="imagine.lambda_t2i=1"):
         train.main(tiny(tmp_path, **{"loss.imagined_weight": 1.0, "imagine.lambda_t2i": 0}))
+
+
+def test_extra_captions_share_the_text_encoders_pass():
+    """The contrast captions encoded in the batch's text-encoder call (other lengths, other padding
+    width) get the vectors a call of their own gives, and the batch's vectors do not change."""
+    from config import ImagineConfig, LookConfig, ModelConfig
+    from data.datasets import pad_captions
+    from models.lim import LIM
+
+    torch.manual_seed(0)
+    model = LIM(ModelConfig(embed_dim=16, word_dim=8, text_hidden=8, small_cnn_width=4), LookConfig(lambda_i2t=0),
+                ImagineConfig(lambda_t2i=0), vocab_size=30).eval()
+    captions, lengths = pad_captions([torch.randint(4, 30, (n,)) for n in (5, 3, 7)])
+    more, more_lengths = pad_captions([torch.randint(4, 30, (n,)) for n in (9, 2, 4)])
+    images = torch.randn(3, 3, 32, 32)
+    alone = model(images, captions, lengths)
+    both = model(images, captions, lengths, extra_captions=(more, more_lengths))
+    own = model.matcher.encode_captions(more, more_lengths)
+    for branch in ("abstract", "grounded"):
+        assert torch.allclose(both["cap"][branch], alone["cap"][branch], atol=1e-6)
+        assert torch.allclose(both["extra_cap"][branch], own[branch], atol=1e-6)
+        assert not torch.allclose(both["extra_cap"][branch], both["cap"][branch])
+    assert "extra_cap" not in alone

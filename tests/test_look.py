@@ -44,6 +44,8 @@ def test_tiny_run_reports_captioning(tmp_path):
         assert isinstance(cap[key], float) and cap[key] >= 0
     assert cap["SPICE"] is None and any("SPICE" in n for n in cap["notes"])
     assert set(report["captioning_by_phase"]) == {"xe", "scst"}
+    if report["best_epoch"] == 3:  # best is the last epoch: its captions are SCST's, not decoded again
+        assert report["captioning_by_phase"]["scst"] == {k: cap[k] for k in ("CIDEr", "BLEU-4")}
     results = json.loads((tmp_path / "run" / "captions_test.json").read_text())
     assert len(results) == 16 and set(results[0]) == {"image_id", "caption"}
     assert (tmp_path / "run" / "xe.pt").exists()
@@ -87,3 +89,30 @@ def test_look_phase_schedule():
     assert phases("train.epochs=2", "look.scst_epochs=5") == ["xe", "scst"]  # the first epoch is always XE
     assert phases("train.epochs=3", "look.scst_epochs=0") == ["xe"] * 3
     assert phases("train.epochs=2", "look.lambda_i2t=0") == ["off", "off"]
+
+
+def test_captioning_by_phase_reuses_the_last_decoders_metrics(tmp_path, monkeypatch):
+    """Given the metrics of a checkpoint with last.pt's decoder, only xe.pt is decoded again."""
+    import evaluation.report as report_module
+    from config import load_config
+    from data import load_split
+    from runfolder.folder import RunFolder
+
+    train.main(tiny(tmp_path, **{"train.epochs": 3}))
+    run = tmp_path / "run"
+    cfg = load_config(str(run / "config.yaml"))
+    vocab = Vocabulary.load(str(run / "vocab.json"))
+    test = load_split(cfg.data, "test")
+    decoded = []
+
+    def fake_evaluate(model, *args, **kwargs):
+        decoded.append(model)
+        return {"CIDEr": 1.5, "BLEU-4": 0.5}
+
+    monkeypatch.setattr(report_module, "evaluate_captions", fake_evaluate)
+    folder = RunFolder(str(run))
+    got = report_module.captioning_by_phase(cfg, folder, test, vocab, "cpu", {"CIDEr": 9.0, "BLEU-4": 8.0, "x": 1})
+    assert got == {"xe": {"CIDEr": 1.5, "BLEU-4": 0.5}, "scst": {"CIDEr": 9.0, "BLEU-4": 8.0}}
+    assert len(decoded) == 1
+    assert report_module.captioning_by_phase(cfg, folder, test, vocab, "cpu")["scst"] == {"CIDEr": 1.5, "BLEU-4": 0.5}
+    assert len(decoded) == 3  # without them both checkpoints are decoded

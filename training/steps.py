@@ -139,9 +139,11 @@ def joint_step(model, batch, device: torch.device, cfg: Config, loss_fn: Ranking
     phase = phase if "look" in paths else "off"
     n_gan = (cfg.imagine.batch_pairs or len(images)) if critic is not None else 0
     modality = ramp(pairs.progress) if "rank" in paths and raw.matcher.modality is not None else -1.0
+    # The contrast captions (generated hard negatives) go through the text encoder with the batch's own.
+    swap = pairs.swapper(captions, lengths, pairs.rng) if "rank" in paths and pairs.swapper is not None else None
     out = model(images, captions.to(device, non_blocking=True), lengths, look=phase, samples=cfg.look.scst_samples,
                 temperature=cfg.look.temperature, imagine=n_gan, interpolate=cfg.imagine.interpolate,
-                modality=modality)
+                modality=modality, extra_captions=None if swap is None else swap[:2])
     terms, weights = {}, None
     weigh = pairs.record.weights if pairs.record is not None and pairs.weighting else None
     if "rank" in paths or weigh is not None:  # the weights come from the pairs' ranking losses
@@ -154,8 +156,8 @@ def joint_step(model, batch, device: torch.device, cfg: Config, loss_fn: Ranking
                 record_losses(pairs.record, caption_ids, per_pair)
         if weights is not None:
             terms["_clean_weight_mean"] = weights.mean()
-    if "rank" in paths and pairs.swapper is not None:
-        terms.update(contrast_terms(raw, out, captions, lengths, pairs, cfg, device))
+    if swap is not None:
+        terms.update(contrast_terms(raw, out, captions, lengths, pairs, cfg, device, swap))
     if "modality_logits" in out:
         loss, accuracy = modality_logits_loss(out["modality_logits"], len(images))
         terms["invariant"] = cfg.model.invariant_weight * loss
@@ -174,7 +176,7 @@ def joint_step(model, batch, device: torch.device, cfg: Config, loss_fn: Ranking
 
 
 def contrast_terms(model, out: dict, captions: torch.Tensor, lengths: torch.Tensor, pairs: PairState, cfg: Config,
-                   device: torch.device) -> dict:
+                   device: torch.device, swap: Optional[tuple] = None) -> dict:
     """Generated hard negatives from each caption with one class word swapped (rows with nothing to
     swap are skipped and counted in ``contrast_skipped``):
 
@@ -185,14 +187,17 @@ def contrast_terms(model, out: dict, captions: torch.Tensor, lengths: torch.Tens
       ``loss.imagined_pairs`` rows. The generator runs without gradient (this loss trains the
       matcher, not G) and the image encoder sees the imagined images with BatchNorm in eval mode,
       so they never shift its running statistics.
+
+    ``swap``: the swapper's ``(captions, lengths, ok)`` drawn already, whose captions the forward
+    encoded into ``out["extra_cap"]``; without it they are drawn and encoded here.
     """
     matcher, loss_cfg = model.matcher, cfg.loss
-    swapped, new_lengths, ok = pairs.swapper(captions, lengths, pairs.rng)
+    swapped, new_lengths, ok = swap if swap is not None else pairs.swapper(captions, lengths, pairs.rng)
     terms = {"_contrast_skipped": (~ok).float().sum()}
     if not ok.any():
         return terms
     ok = ok.to(device)
-    neg = matcher.encode_captions(swapped.to(device), new_lengths)
+    neg = out["extra_cap"] if "extra_cap" in out else matcher.encode_captions(swapped.to(device), new_lengths)
     pos_s = matcher.paired_similarity(out["img"], out["cap"])
     if loss_cfg.contrast_weight > 0:
         hinge = (loss_cfg.margin + matcher.paired_similarity(out["img"], neg) - pos_s).clamp(min=0) * ok
