@@ -13,7 +13,7 @@ import tempfile
 from typing import Any, Callable
 
 from .tree import (BACKBONES, DATASET_KINDS, DIFF_AUGMENT, GAN_FUSIONS, GAN_IMAGE_SIZES, GAN_LOSSES, LR_SCHEDULES,
-                   MEASURES, REWARDS, SCHEDULES, SCST_BASELINES, Config, ConfigError)
+                   MEASURES, REWARDS, SCHEDULES, SCST_BASELINES, STAGE2_PICKS, Config, ConfigError)
 
 # (dotted key, test, what is accepted): one row per plain range or choice.
 _POSITIVE = "> 0"
@@ -102,6 +102,7 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "robust.warmup_epochs": _AT_LEAST_0,
     "semi.stage2_epochs": _AT_LEAST_0,
     "semi.reward": (lambda v: v in REWARDS, "one of " + ", ".join(REWARDS)),
+    "semi.pick": (lambda v: v in STAGE2_PICKS, "one of " + ", ".join(STAGE2_PICKS)),
     "semi.temperature": _ABOVE_0,
     "semi.lr": _ABOVE_0,
     "semi.batch_size": (lambda v: v >= 2, ">= 2 (the retrieval reward needs two images)"),

@@ -16,6 +16,7 @@ MEASURES = ("order", "cosine")  # model.measure
 SCST_BASELINES = ("mean", "greedy")  # look.scst_baseline
 GAN_IMAGE_SIZES = (32, 64, 128)  # imagine.image_size
 REWARDS = ("retrieval", "similarity", "margin", "clip_s")  # semi.reward
+STAGE2_PICKS = ("cider", "last")  # semi.pick
 SCHEDULES = ("joint", "sequential")  # train.schedule
 LR_SCHEDULES = ("step", "cosine")  # train.lr_schedule
 GAN_LOSSES = ("bce", "hinge")  # imagine.adv_loss
@@ -163,6 +164,9 @@ class SemiConfig:
     training images (every training image when all are labelled), rewarded by the frozen matcher."""
 
     stage2_epochs: int = 0  # passes over the unlabelled images (0: off)
+    # Which stage-2 epoch's decoder stage2.pt keeps: cider, the one with the best val CIDEr-D (on the
+    # first 500 val images, as self-critical.pytorch keeps its best checkpoint); last, the last epoch's.
+    pick: str = "cider"
     # retrieval: log-probability that the sampled caption retrieves its own image among the batch's
     # images (softmax of the similarities / temperature); it rewards captions that tell images
     # apart. similarity: the raw matcher score, which an order embedding gives generic captions too.

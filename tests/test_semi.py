@@ -98,7 +98,7 @@ def test_retrieval_reward_is_the_log_probability_of_finding_its_own_image():
 def test_distinctiveness_matches_a_brute_force_rank(tmp_path):
     cfg = load_config(None, tiny(tmp_path))
     split = load_split(cfg.data, "test")
-    from data.vocab import Vocabulary, build_vocab
+    from data.vocab import build_vocab
     vocab = build_vocab(split.flat_captions())
     torch.manual_seed(0)
     matcher = Matcher(cfg.model, len(vocab)).eval()
@@ -139,12 +139,15 @@ def test_stage2_trains_the_decoder_only_and_reports_both_stages(tmp_path):
                                           "imagine.lambda_t2i": 0, "semi.batch_size": 8, "semi.labelled_batch": 4}))
     run = tmp_path / "run"
     stage1, stage2 = load_checkpoint(str(run / "last.pt")), load_checkpoint(str(run / "stage2.pt"))
-    assert stage2["stage2"]["epochs"] == 2 and len(stage2["stage2"]["history"]) == 2
+    history = stage2["stage2"]["history"]  # epoch 0: stage 1's decoder
+    assert stage2["stage2"]["epochs"] == 2 and [h["epoch"] for h in history] == [0, 1, 2]
+    best = max(history[1:], key=lambda h: h["cider_d"])["epoch"]  # semi.pick=cider: the first of the best
+    assert stage2["stage2"]["picked"] == best
     for name, value in stage1["model"].items():
         assert torch.equal(value, stage2["model"][name]) != name.startswith("decoder."), name
     semi = report["semi"]
     assert semi["labelled_images"] == 12 and semi["stage1"]["checkpoint"] == "last.pt"
-    assert semi["stage2"]["checkpoint"] == "stage2.pt"
+    assert semi["stage2"]["checkpoint"] == f"stage2.pt (epoch {best} of 2)" and semi["stage2_val"] == history
     from evaluation.captioning import evaluate_captions
     from runfolder.folder import load_trained
     cfg, vocab, model, _ = load_trained(str(run), str(run / "stage2.pt"))
@@ -190,3 +193,31 @@ def test_evaluator_grades_caption_distinctiveness_in_its_own_embedding(tmp_path)
     with pytest.raises(CheckpointError, match="nothing for --evaluator to grade"):
         evaluate.evaluate(embedding_only, evaluator=str(tmp_path / "captioner"), progress=False, html=False,
                           swap_test=False)
+
+
+@pytest.mark.parametrize("pick", ["cider", "last"])
+def test_stage2_keeps_the_decoder_of_the_picked_epoch(tmp_path, monkeypatch, pick):
+    """With val CIDEr-D scripted to peak at epoch 1 of 2, semi.pick=cider keeps epoch 1's decoder (the
+    one a 1-epoch stage 2 from the same stage 1 ends with) and semi.pick=last epoch 2's."""
+    import shutil
+
+    import training.stage2 as stage2_module
+
+    scores = iter([0.5, 0.9, 0.3, 0.5, 0.9])  # epoch 0, 1, 2 of the first stage 2; epoch 0, 1 of the second
+
+    def scripted(*args, **kwargs):
+        return {"cider_d": next(scores), "r1": 1.0}
+
+    monkeypatch.setattr(stage2_module, "validate_stage2", scripted)
+    first = tiny(tmp_path, **{"data.labelled_fraction": 0.25, "semi.stage2_epochs": 2, "imagine.lambda_t2i": 0,
+                              "look.scst_epochs": 0, "semi.batch_size": 8, "semi.labelled_batch": 4,
+                              "semi.pick": pick})
+    train.main(first)
+    shutil.copytree(tmp_path / "run", tmp_path / "copy")
+    kept = load_checkpoint(str(tmp_path / "run" / "stage2.pt"))
+    assert kept["stage2"]["picked"] == (1 if pick == "cider" else 2) and kept["stage2"]["epochs"] == 2
+    again = [o for o in first if not o.startswith(("train.out_dir=", "semi.stage2_epochs="))]
+    train.main(again + [f"train.out_dir={tmp_path / 'copy'}", "train.resume=true", "semi.stage2_epochs=1"])
+    one = load_checkpoint(str(tmp_path / "copy" / "stage2.pt"))
+    same = all(torch.equal(v, one["model"][k]) for k, v in kept["model"].items() if k.startswith("decoder."))
+    assert same == (pick == "cider")

@@ -16,8 +16,9 @@ cross-entropy and SCST epochs), freezes the matcher and trains the decoder only:
   pleases the matcher.
 
 The advantage is each sample's reward minus the mean of the image's other samples. The frozen
-judge's image embeddings are computed once. The result is ``stage2.pt`` (rewritten after every
-stage-2 epoch; ``best.pt``, chosen on val rsum, stays the retrieval model); an interrupted or
+judge's image embeddings are computed once. The result is ``stage2.pt``, rewritten after every
+stage-2 epoch with the decoder of the epoch ``semi.pick`` chooses (default: the best val CIDEr-D
+so far; ``best.pt``, chosen on val rsum, stays the retrieval model); an interrupted or
 resumed stage 2 restarts from ``last.pt``. Under torchrun stage 2 runs on the main process only
 (it trains the decoder alone, which is cheap).
 """
@@ -177,7 +178,11 @@ def run_stage2(cfg: Config, folder: RunFolder, train_split: Split, val_split: Sp
     labelled = LabelledCaptions(train_split, vocab, cfg.data.max_caption_len, rng)
     cider = CaptionReward(train_split, vocab, cfg.look.max_len, labelled.images)
     optimizer = torch.optim.Adam(model.decoder.parameters(), lr=cfg.semi.lr)
-    start, history = time.time(), []
+    start = time.time()
+    before = validate_stage2(model, cfg, val_split, vocab, device)  # stage 1's decoder: what stage 2 starts from
+    history, picked, kept = [{"epoch": 0, **before}], None, None
+    print(f"stage 2 starts from val CIDEr-D {before['cider_d']:.3f}, distinct R@1 {before['r1']:.1f} (stage 1's "
+          f"decoder, first {VAL_IMAGES} val images)")
     for epoch in range(cfg.semi.stage2_epochs):
         model.decoder.train()
         model.matcher.eval()  # frozen: no dropout in the reward's caption encoding
@@ -207,11 +212,15 @@ def run_stage2(cfg: Config, folder: RunFolder, train_split: Split, val_split: Sp
         if writer is not None:
             for name, value in summary.items():
                 writer.add_scalar(f"stage2/val_{name}", value, step)
-        save_atomic({**ckpt, "model": model.state_dict(), "config": to_dict(cfg),  # with this stage 2's settings
-                     "stage2": {"epochs": epoch + 1, "history": history}}, folder.checkpoint("stage2"))
+        if picked is None or cfg.semi.pick == "last" or summary["cider_d"] > history[picked]["cider_d"]:
+            picked, kept = epoch + 1, {k: v.detach().clone() for k, v in model.state_dict().items()}
+        save_atomic({**ckpt, "model": kept, "config": to_dict(cfg),  # with this stage 2's settings
+                     "stage2": {"epochs": epoch + 1, "picked": picked, "history": history}},
+                    folder.checkpoint("stage2"))
         print(f"stage 2 epoch {epoch + 1}: val CIDEr-D {summary['cider_d']:.3f}, distinct R@1 {summary['r1']:.1f} "
-              f"(first {VAL_IMAGES} val images)")
-    return {"epochs": cfg.semi.stage2_epochs, "seconds": round(time.time() - start, 1), "history": history}
+              f"(first {VAL_IMAGES} val images); stage2.pt holds epoch {picked} (semi.pick={cfg.semi.pick})")
+    return {"epochs": cfg.semi.stage2_epochs, "picked": picked, "seconds": round(time.time() - start, 1),
+            "history": history}
 
 
 def validate_stage2(model, cfg: Config, val_split: Split, vocab: Vocabulary, device: torch.device) -> dict:
