@@ -42,6 +42,7 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "model.small_cnn_width": _AT_LEAST_1,
     "model.small_cnn_depth": _AT_LEAST_1,
     "model.embed_dim": _AT_LEAST_1,
+    "model.word_dropout": (lambda v: 0 <= v < 1, "0 <= value < 1"),
     "model.word_dim": _AT_LEAST_1,
     "model.text_hidden": _AT_LEAST_1,
     "model.text_layers": _AT_LEAST_1,

@@ -91,6 +91,10 @@ class ModelConfig:
     small_cnn_depth: int = 2
     # Defaults are sized for Shapes on a laptop; the COCO/Flickr30k presets use the paper's sizes.
     embed_dim: int = 512
+    # While training, each word of a caption the text encoder reads becomes <unk> with this probability
+    # (the decoder's inputs and targets keep theirs): practice for test captions whose words were never
+    # seen in training (0: off).
+    word_dropout: float = 0.0
     word_dim: int = 300
     text_hidden: int = 128  # per direction of the 2-layer bidirectional GRU
     text_layers: int = 2

@@ -9,6 +9,8 @@ from config import ModelConfig
 
 from .image_encoder import embed
 
+UNK_ID = 3  # data.vocab.Vocabulary.unk_id; ids above it are words (0-2: <pad>, <start>, <end>)
+
 
 class TextEncoder(nn.Module):
     """Captions ``(B, T)`` with lengths ``(B,)`` -> ``{"abstract", "grounded"}`` ``(B, D)``.
@@ -20,6 +22,7 @@ class TextEncoder(nn.Module):
     def __init__(self, cfg: ModelConfig, vocab_size: int):
         super().__init__()
         self.measure = cfg.measure
+        self.word_dropout = cfg.word_dropout
         self.words = nn.Embedding(vocab_size, cfg.word_dim, padding_idx=0)
         nn.init.uniform_(self.words.weight, -0.1, 0.1)
         self.gru = nn.GRU(
@@ -29,6 +32,9 @@ class TextEncoder(nn.Module):
         self.grounded = nn.Linear(2 * cfg.text_hidden, cfg.embed_dim)
 
     def forward(self, captions: torch.Tensor, lengths: torch.Tensor) -> dict[str, torch.Tensor]:
+        if self.training and self.word_dropout > 0:  # words -> <unk> at random, as unseen words read at test time
+            drop = (torch.rand(captions.shape, device=captions.device) < self.word_dropout) & (captions > UNK_ID)
+            captions = captions.masked_fill(drop, UNK_ID)
         x = self.words(captions)  # (B, T, W)
         packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
         out, h = self.gru(packed)  # h: (layers * 2, B, H)
