@@ -46,6 +46,7 @@ from evaluation.report import ReportOptions, measure
 from evaluation.report_html import write_html_report
 from evaluation.report_md import markdown_table, write_report
 from evaluation.retrieval import PROTOCOLS
+from metrics.captioning import close_meteor
 from metrics.retrieval import recall_metrics, recall_metrics_folds
 from models import ModelError
 from runfolder.checkpoint import CheckpointError
@@ -87,6 +88,7 @@ def evaluate(run_dir: str, split: str = "test", protocol: str = "auto", checkpoi
     opts = ReportOptions(protocol, captions, beam_size, None if decode is None else decode == "rerank", samples,
                          fluency_weight, True, results, swap_test, progress)
     report, embeddings = measure(model, cfg, vocab, data, dev, RunFolder(run_dir).checkpoint(checkpoint), opts)
+    close_meteor()  # scored both caption sets; an ablation goes on training in this process
     if rerank:
         report["retrieval"]["fused"] = fused_section(model, cfg, vocab, data, embeddings, report["protocol"], rerank,
                                                      dev, progress, caption_prior)

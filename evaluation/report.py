@@ -13,6 +13,7 @@ from config import Config
 from data import load_split
 from data.records import Split
 from data.vocab import Vocabulary
+from metrics.captioning import close_meteor
 from models.lim import LIM
 from models.matcher import BRANCHES
 from models.modality import modality_accuracy, probe_accuracy
@@ -172,6 +173,7 @@ def final_report(cfg: Config, folder: RunFolder, device: torch.device, state: di
     results = report.get("captioning", {}).get("results_file")
     write_html_report(folder.path("report_html"), report, model, cfg, vocab, test, embeddings, device,
                       results, grid)
+    close_meteor()
     print(markdown_table(report), end="")
     print(f"report: {folder.path('report_json')}")
     return report

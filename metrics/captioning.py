@@ -7,10 +7,11 @@ Values are pycocoevalcap's own scale (fractions; papers print them x100).
 """
 from __future__ import annotations
 
+import atexit
 import contextlib
 import io
 import shutil
-from typing import Hashable, Mapping, Sequence
+from typing import Any, Hashable, Mapping, Optional, Sequence
 
 from data.vocab import tokenize
 
@@ -19,6 +20,30 @@ METRIC_NAMES = ("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "METEOR", "ROUGE_L", "CI
 
 def java_available() -> bool:
     return shutil.which("java") is not None
+
+
+# One METEOR scorer (a Java process that takes about 5 s to start, most of a 1,000-caption score, and
+# holds about 1 GB) serves every caption_metrics call until close_meteor(): a report scores the
+# decoder's and the nearest-neighbour baseline's captions with one start instead of two.
+_meteor: Optional[Any] = None
+
+
+def _meteor_scorer():
+    global _meteor
+    if _meteor is None:
+        from pycocoevalcap.meteor.meteor import Meteor
+
+        _meteor = Meteor()
+    return _meteor
+
+
+def close_meteor() -> None:
+    """End the shared METEOR process (the report and evaluate.py call it when they are done)."""
+    global _meteor
+    _meteor = None  # pycocoevalcap's Meteor ends its process when collected
+
+
+atexit.register(close_meteor)
 
 
 def _tokenized(gts: Mapping[Hashable, Sequence[str]], res: Mapping[Hashable, str], use_java: bool):
@@ -56,11 +81,7 @@ def caption_metrics(gts: Mapping[Hashable, Sequence[str]], res: Mapping[Hashable
         notes.append("METEOR and the PTB tokenizer need Java, which was not found; captions were "
                      "tokenised with the project's regex tokenizer instead")
     elif meteor:
-        from pycocoevalcap.meteor.meteor import Meteor
-
-        scorer = Meteor()  # a Java subprocess, ended when the object is collected
-        out["METEOR"] = float(scorer.compute_score(refs, hyps)[0])
-        del scorer
+        out["METEOR"] = float(_meteor_scorer().compute_score(refs, hyps)[0])
     out["ROUGE_L"] = float(Rouge().compute_score(refs, hyps)[0])
     out["CIDEr"] = float(Cider().compute_score(refs, hyps)[0])
     out["SPICE"] = None
