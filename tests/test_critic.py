@@ -31,7 +31,7 @@ def test_shared_real_pass_equals_three_separate_passes(adv_loss):
         want["total"].backward()
         naive_opt.step()
         for name in ("real", "wrong", "fake"):
-            assert got[f"d_{name}"] == pytest.approx(float(want[name]), rel=1e-5, abs=1e-6), (step, name)
+            assert got[f"d_{name}"] == pytest.approx(want[name].item(), rel=1e-5, abs=1e-6), (step, name)
         for (name, p), q in zip(critic.module.named_parameters(), naive.parameters()):
             assert torch.allclose(p, q, atol=1e-6), (step, name)
     assert any(isinstance(m, torch.nn.BatchNorm2d) for m in critic.module.modules())  # the BatchNorm D was tested
