@@ -81,8 +81,8 @@ class LIM(nn.Module):
         With ``modality >= 0`` and a modality classifier, ``modality_logits (2B,)`` for the image then
         the caption vectors, seen through gradient reversal of that scale (inside the forward, so DDP
         sees the classifier's parameters used). ``extra_captions`` ``(captions (B', T'), lengths (B',))``
-        are encoded in the same text-encoder call as the batch's (one GRU pass over both, as fast as
-        one over the batch alone on a CPU) and returned as ``extra_cap``, per branch ``(B', D)``:
+        are encoded in the same text-encoder call as the batch's (one GRU pass over both, cheaper on a
+        CPU than two: benchmarks/bench_shared_passes.py) and returned as ``extra_cap``, per branch ``(B', D)``:
         the contrast captions of the generated hard negatives.
         """
         if look not in LOOK_MODES:

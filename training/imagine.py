@@ -85,7 +85,7 @@ class Critic:
             params = self.augment.draw(len(real), real.shape[-1], real.device)
             real, fake = self.augment.apply(real, params), self.augment.apply(fake, params)
         # The real images go through D's convs once, judged with their own and with a wrong caption (the
-        # same values as two passes, a quarter less of D's conv work per update; D's BatchNorm, when it
+        # same values as two passes, a third less of the update's conv work; D's BatchNorm, when it
         # has one, updates its running statistics once per batch of real images instead of twice).
         seen = d.image(real)
         terms = discriminator_loss(d.judge(seen, cond), d.judge(seen, wrong), d(fake, cond), self.cfg.adv_loss)
