@@ -136,7 +136,8 @@ def test_stage2_needs_a_decoder_and_a_known_reward(tmp_path):
 
 def test_stage2_trains_the_decoder_only_and_reports_both_stages(tmp_path):
     report = train.main(tiny(tmp_path, **{"data.labelled_fraction": 0.25, "semi.stage2_epochs": 2,
-                                          "imagine.lambda_t2i": 0, "semi.batch_size": 8, "semi.labelled_batch": 4}))
+                                          "imagine.lambda_t2i": 0, "semi.batch_size": 8, "semi.labelled_batch": 4,
+                                          "semi.pick": "cider"}))
     run = tmp_path / "run"
     stage1, stage2 = load_checkpoint(str(run / "last.pt")), load_checkpoint(str(run / "stage2.pt"))
     history = stage2["stage2"]["history"]  # epoch 0: stage 1's decoder

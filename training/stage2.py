@@ -17,8 +17,8 @@ cross-entropy and SCST epochs), freezes the matcher and trains the decoder only:
 
 The advantage is each sample's reward minus the mean of the image's other samples. The frozen
 judge's image embeddings are computed once. The result is ``stage2.pt``, rewritten after every
-stage-2 epoch with the decoder of the epoch ``semi.pick`` chooses (default: the best val CIDEr-D
-so far; ``best.pt``, chosen on val rsum, stays the retrieval model); an interrupted or
+stage-2 epoch with the decoder of the epoch ``semi.pick`` chooses (the last, or the best val
+CIDEr-D so far; ``best.pt``, chosen on val rsum, stays the retrieval model); an interrupted or
 resumed stage 2 restarts from ``last.pt``. Under torchrun stage 2 runs on the main process only
 (it trains the decoder alone, which is cheap).
 """
