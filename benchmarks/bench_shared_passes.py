@@ -16,7 +16,6 @@ import argparse
 import copy
 import os
 import sys
-import time
 
 import numpy as np
 import torch
@@ -31,17 +30,7 @@ from losses.gan import discriminator_loss, mismatched_indices  # noqa: E402
 from models.lim import LIM  # noqa: E402
 from training.imagine import Critic  # noqa: E402
 
-
-def alternate(fns: list, rounds: int, reps: int = 3) -> list[float]:
-    """Seconds per call of each function, timed in alternating rounds."""
-    spent = [0.0] * len(fns)
-    for r in range(rounds):
-        for i in (range(len(fns)) if r % 2 == 0 else reversed(range(len(fns)))):
-            start = time.perf_counter()
-            for _ in range(reps):
-                fns[i]()
-            spent[i] += time.perf_counter() - start
-    return [t / (rounds * reps) for t in spent]
+from bench_train import alternating_seconds  # noqa: E402  (this folder)
 
 
 def main() -> None:
@@ -83,7 +72,7 @@ def main() -> None:
 
     diff = abs(shared().item() - three().item())
     grad = max((p.grad - q.grad).abs().max().item() for p, q in zip(d.parameters(), d_naive.parameters()))
-    t_shared, t_three = alternate([shared, three], args.rounds)
+    t_shared, t_three = alternating_seconds([shared, three], args.rounds, reps=3)
     print(f"discriminator update ({n} pairs): real images through D once {n / t_shared:,.0f} pairs/s, "
           f"three passes {n / t_three:,.0f} pairs/s ({t_three / t_shared:.2f}x); loss diff {diff:.1e}, "
           f"largest gradient diff {grad:.1e}")
@@ -108,7 +97,7 @@ def main() -> None:
 
     a, b = one_call(), two_calls()
     diff = max((a[k][br] - b[k][br]).abs().max().item() for k in ("cap", "extra_cap") for br in a[k])
-    t_one, t_two = alternate([one_call, two_calls], args.rounds)
+    t_one, t_two = alternating_seconds([one_call, two_calls], args.rounds, reps=3)
     m = len(captions)
     print(f"text encoder, {m} captions + {m} contrast captions, forward and backward: one call {m / t_one:,.0f} "
           f"pairs/s, two calls {m / t_two:,.0f} pairs/s ({t_two / t_one:.2f}x; the one call also encodes 2 "

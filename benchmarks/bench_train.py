@@ -63,20 +63,23 @@ def pairs_per_second(cfg: Config, batch, vocab_size: int, steps: int, phase: str
     return steps * len(batch[0]) / (time.perf_counter() - start)
 
 
-def interleaved_rates(cfgs: list[Config], batch, vocab_size: int, steps: int, phase: str, reward=None) -> list[float]:
-    """Pairs per second of each config, timed in alternating rounds of a few steps each, so that a
-    drift in the machine's speed during the run falls on all of them alike."""
-    fns = [make_step(cfg, batch, vocab_size, phase, reward) for cfg in cfgs]
+def alternating_seconds(fns: list, rounds: int, reps: int = 4) -> list[float]:
+    """Seconds per call of each function, timed in alternating rounds of ``reps`` calls each (the
+    order reversed every other round), so that a drift in the machine's speed falls on all alike."""
     spent = [0.0] * len(fns)
-    rounds = max(steps // 4, 1)
     for r in range(rounds):
-        order = range(len(fns)) if r % 2 == 0 else reversed(range(len(fns)))
-        for i in order:
+        for i in (range(len(fns)) if r % 2 == 0 else reversed(range(len(fns)))):
             start = time.perf_counter()
-            for _ in range(4):
+            for _ in range(reps):
                 fns[i]()
             spent[i] += time.perf_counter() - start
-    return [rounds * 4 * len(batch[0]) / t for t in spent]
+    return [t / (rounds * reps) for t in spent]
+
+
+def interleaved_rates(cfgs: list[Config], batch, vocab_size: int, steps: int, phase: str, reward=None) -> list[float]:
+    """Pairs per second of each config's step, timed in alternating rounds of four steps each."""
+    fns = [make_step(cfg, batch, vocab_size, phase, reward) for cfg in cfgs]
+    return [len(batch[0]) / t for t in alternating_seconds(fns, max(steps // 4, 1))]
 
 
 def main() -> None:
