@@ -44,6 +44,7 @@ from training.imagine import Critic
 from training.look import CaptionReward
 from training.loop import (TrainingError, build_optimizers, build_vocabulary, caption_epoch, fit_batch_to_data,
                            make_loader, start_weighting, train_epoch, validate)
+from training.polish import run_polish
 from training.resume import prepare_folder, resume_state, save_checkpoint
 from training.robust import PairLossRecord
 from training.schedule_watch import collapse_warning, schedule_changes
@@ -166,6 +167,9 @@ def _run(cfg: Config, dist: distributed.Dist, device: torch.device) -> dict:
 
     if dist.main and cfg.imagine.solo_steps > 0 and cfg.imagine.lambda_t2i > 0 and state["best_epoch"] >= 0:
         run_gan_phase(cfg, folder, train_split, val_split, vocab, device, writer, state["step"])
+    distributed.barrier()
+    if dist.main and cfg.loss.polish_steps > 0 and state["best_epoch"] >= 0:
+        run_polish(cfg, folder, train_split, val_split, vocab, device, writer, state["step"])
     distributed.barrier()
     if dist.main and cfg.semi.stage2_epochs > 0:
         run_stage2(cfg, folder, train_split, val_split, vocab, device, writer, state["step"])

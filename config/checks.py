@@ -60,6 +60,8 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "loss.contrast_start_epoch": _AT_LEAST_0,
     "loss.imagined_weight": _AT_LEAST_0,
     "loss.imagined_pairs": _AT_LEAST_1,
+    "loss.polish_steps": _AT_LEAST_0,
+    "loss.polish_imagined_weight": _AT_LEAST_0,
     "look.lambda_i2t": (lambda v: v >= 0, _NATURAL + " (0 switches the decoder off)"),
     "look.word_dim": _AT_LEAST_1,
     "look.hidden": _AT_LEAST_1,
@@ -185,6 +187,10 @@ def _check_cross_keys(cfg: Config) -> None:
     if cfg.loss.imagined_weight > 0 and cfg.imagine.lambda_t2i <= 0:
         raise ConfigError("loss.imagined_weight > 0 needs the text-to-image GAN to imagine the negatives, but it is "
                           "switched off (imagine.lambda_t2i=0); train with imagine.lambda_t2i=1")
+    if cfg.loss.polish_steps > 0 and cfg.loss.polish_imagined_weight > 0 and cfg.imagine.lambda_t2i <= 0:
+        raise ConfigError("loss.polish_steps > 0 with loss.polish_imagined_weight > 0 needs the text-to-image GAN to "
+                          "imagine the negatives (imagine.lambda_t2i=0): set loss.polish_imagined_weight=0 for the "
+                          "steps without them")
     if cfg.semi.stage2_epochs > 0 and cfg.look.lambda_i2t <= 0:
         raise ConfigError("semi.stage2_epochs > 0 trains the caption decoder, but it is switched off "
                           "(look.lambda_i2t=0); train with look.lambda_i2t=1")

@@ -147,6 +147,11 @@ class LossConfig:
     # as query), hinge-weighted by this (0: off; needs the GAN), on the first imagined_pairs pairs.
     imagined_weight: float = 0.0
     imagined_pairs: int = 24
+    # After the GAN-alone phase, this many more matcher steps from best.pt with the generator and the
+    # decoder frozen, imagined negatives drawn by the finished generator weighted polish_imagined_weight
+    # (0: the same steps without them); training/polish.py (0: no such phase).
+    polish_steps: int = 0
+    polish_imagined_weight: float = 1.0
 
 
 @dataclass

@@ -158,6 +158,8 @@ def final_report(cfg: Config, folder: RunFolder, device: torch.device, state: di
                                                      cfg.look.fused_top_k, device, progress=False)
     report.update(best_epoch=ckpt["best_epoch"] + 1, val_rsum=round(ckpt["best_rsum"], 2),
                   train_seconds=round(state["seconds"], 1), steps=state["step"])
+    if ckpt.get("polish"):
+        report["polish"] = ckpt["polish"]
     if model.decoder is not None:
         last_is_best = ckpt["best_epoch"] == state.get("epoch") and "captioning" in report
         report["captioning_by_phase"] = captioning_by_phase(cfg, folder, test, vocab, device,

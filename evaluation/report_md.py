@@ -27,8 +27,8 @@ def retrieval_section(result: dict) -> dict:
 def markdown_table(report: dict) -> str:
     """The report as Markdown: the retrieval table, then one block per section the report holds."""
     lines = []
-    for render in (_retrieval_lines, _captioning_lines, _semi_lines, _synthesis_lines, _modality_lines, _swap_lines,
-                   _binding_lines, _wrong_pair_lines, _tie_lines):
+    for render in (_retrieval_lines, _polish_lines, _captioning_lines, _semi_lines, _synthesis_lines, _modality_lines,
+                   _swap_lines, _binding_lines, _wrong_pair_lines, _tie_lines):
         lines += render(report)
     return "\n".join(lines) + "\n"
 
@@ -102,6 +102,15 @@ def _semi_lines(report: dict) -> list[str]:
     return lines
 
 
+def _polish_lines(report: dict) -> list[str]:
+    p = report.get("polish")
+    if not p:
+        return []
+    return ["", f"- then {p['steps']} matcher steps with the generator frozen (loss.polish_steps; imagined negatives "
+                f"weighted {p['imagined_weight']:g}, {p['seconds']:.0f} s): val rsum {p['val_rsum_before']:.1f} -> "
+                f"{p['val_rsum_after']:.1f}"]
+
+
 def _synthesis_lines(report: dict) -> list[str]:
     syn = report.get("synthesis")
     if not syn:
@@ -112,6 +121,11 @@ def _synthesis_lines(report: dict) -> list[str]:
                   f"{syn['r_precision']:.1f}% (real images: {syn['r_precision_real']:.1f}%)",
                   f"- Frechet distance in the evaluator's embedding: {syn['frechet_distance_evaluator']:.4f} "
                   f"(real vs real halves: {syn['frechet_real_halves']:.4f}); not the published FID"]
+    if syn.get("swaps"):
+        parts = [f"{name} {e['imagined']:.1f}% (real {e['real']:.1f}%, {e['pairs']} pairs)"
+                 for name, e in syn["swaps"].items()]
+        lines.append("- the imagined image scores its caption above a one-word swap (50% = the word is not drawn): "
+                     + ", ".join(parts))
     if "fid" in syn:
         lines.append(f"- published FID {syn['fid']:.2f}, Inception Score {syn['inception_score']:.2f} "
                      f"+- {syn['inception_score_std']:.2f}")

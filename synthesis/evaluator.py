@@ -17,6 +17,7 @@ from runfolder.checkpoint import CheckpointError
 from runfolder.folder import RunFolder, load_trained
 
 from .sampling import imagine, to_uint8
+from .swaps import swap_picks, swap_test
 
 FRECHET_NOTE = ("Frechet distance between Gaussians fitted to the evaluator's grounded image embeddings of "
                 "generated and real test images; NOT the published FID (that needs Inception-v3 features: "
@@ -82,7 +83,9 @@ def evaluate_synthesis(model: LIM, split: Split, vocab: Vocabulary, cfg: Config,
     ``mismatched`` first captions of other images, under the evaluator's pair similarity; the same
     for the real images gives the ceiling. The Frechet distance compares generated with real
     images in the evaluator's grounded image embedding; ``frechet_real_halves`` (real vs real, two
-    halves of the split) is its floor. With ``inception_weights``, the published FID and IS too.
+    halves of the split) is its floor. ``swaps``: per word class, how often the generated (and the
+    real) image scores its caption above a one-word swap of it (:mod:`synthesis.swaps`; Shapes words).
+    With ``inception_weights``, the published FID and IS too.
     """
     ecfg, evocab, evaluator = load_evaluator(evaluator_dir, run_dir)
     evaluator.to(device)
@@ -117,6 +120,10 @@ def evaluate_synthesis(model: LIM, split: Split, vocab: Vocabulary, cfg: Config,
                                                       real_emb["grounded"][half:].numpy()), 4),
         "frechet_note": FRECHET_NOTE,
     }
+    picks = swap_picks(texts, seed)
+    if picks:
+        encode = lambda t: _encode_texts(evaluator, t, evocab, ecfg.data.max_caption_len, device, batch)  # noqa: E731
+        out["swaps"] = swap_test(evaluator.matcher, {"imagined": fake_emb, "real": real_emb}, text_emb, picks, encode)
     steps.update()
     if inception_weights:
         out.update(published_fid_is(torch.from_numpy(to_uint8(fake)).permute(0, 3, 1, 2),

@@ -127,7 +127,9 @@ def test_contrast_training_runs_and_logs_its_term(tmp_path):
 def test_imagined_negatives_train_the_matcher_not_the_generator(tmp_path):
     """The imagined term: hinge of the caption's score on the image G imagines from its swapped
     caption against its score on its own image; gradient to the image encoder, none to G, and the
-    imagined images leave the encoder's BatchNorm statistics alone."""
+    imagined images are normalised with their batch's statistics and leave the running ones alone."""
+    from copy import deepcopy
+
     from config import load_config
     from data.contrast import TokenSwapper
     from data.datasets import encoder_images, pad_captions
@@ -159,9 +161,8 @@ def test_imagined_negatives_train_the_matcher_not_the_generator(tmp_path):
         neg = model.matcher.encode_captions(swapped, new_lengths)
         torch.manual_seed(5)
         fake = model.imagine(neg["grounded"], torch.randn(3, model.imagine.z_dim))["fake"]
-        model.matcher.image_encoder.eval()
-        fake_img = model.matcher.image_encoder(encoder_images(fake, cfg.data.image_size))
-        model.matcher.image_encoder.train()
+        copy = deepcopy(model.matcher.image_encoder).train()  # batch statistics, as for real batches
+        fake_img = copy(encoder_images(fake, cfg.data.image_size))
         fake_s = model.matcher.paired_similarity(fake_img, out["cap"])
         pos_s = model.matcher.paired_similarity(out["img"], out["cap"])
     expected = 2.0 * ((100 + fake_s - pos_s) * ok).sum()

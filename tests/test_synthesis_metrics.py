@@ -91,6 +91,8 @@ def test_evaluate_with_an_evaluator_run(tmp_path):
     assert syn["evaluator"].startswith(ev) and syn["images"] == 16 and syn["mismatched_captions"] == 9
     assert 0 <= syn["r_precision"] <= 100 and 0 <= syn["r_precision_real"] <= 100
     assert syn["frechet_distance_evaluator"] >= 0 and "NOT the published FID" in syn["frechet_note"]
+    assert "colour" in syn["swaps"] and set(syn["swaps"]) <= {"colour", "shape", "size", "relation"}
+    assert all(0 <= e[k] <= 100 for e in syn["swaps"].values() for k in ("imagined", "real"))
     assert json.load(open(tmp_path / "gan" / "eval_test.json"))["synthesis"] == syn
     with pytest.raises(CheckpointError, match="is the run being evaluated"):
         evaluate.main([gan, "--evaluator", gan, "--mismatched", "9", "--no-captions"])

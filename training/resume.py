@@ -21,7 +21,8 @@ from .steps import PairState
 RESUMABLE_KEYS = ("train.resume", "train.epochs", "train.max_steps", "train.device", "train.log_every",
                   "train.eval_batch_size", "data.num_workers", "data.cache_mb",
                   "look.fused_top_k", "look.fused_caption_prior", "look.val_caption_every",  # reporting only
-                  "imagine.solo_steps")  # the GAN-alone phase after the epochs: more of it on a finished run
+                  "imagine.solo_steps",  # the GAN-alone phase after the epochs: more of it on a finished run
+                  "loss.polish_steps", "loss.polish_imagined_weight")  # the matcher's polish after it
 
 
 def save_checkpoint(path: str, model, optimizers: dict, scheduler, cfg: Config, vocab: Vocabulary, state: dict,

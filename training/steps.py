@@ -12,7 +12,7 @@ from data.contrast import TokenSwapper
 from data.datasets import encoder_images, gan_images
 from losses.ranking import RankingLoss
 from models.modality import modality_logits_loss, ramp
-from models.modes import eval_mode
+from models.modes import running_stats_kept
 
 from . import distributed
 from .imagine import Critic, generator_terms
@@ -183,10 +183,11 @@ def contrast_terms(model, out: dict, captions: torch.Tensor, lengths: torch.Tens
     - ``contrast`` (``loss.contrast_weight``): the image must score its caption above the swapped
       caption by the margin (hinge, image as query);
     - ``imagined`` (``loss.imagined_weight``, needs the GAN): the caption must score its image above
-      an image the generator imagines from the swapped caption (caption as query), on the first
-      ``loss.imagined_pairs`` rows. The generator runs without gradient (this loss trains the
-      matcher, not G) and the image encoder sees the imagined images with BatchNorm in eval mode,
-      so they never shift its running statistics.
+      an image the generator (its averaged copy when there is one) imagines from the swapped caption
+      (caption as query), on the first ``loss.imagined_pairs`` rows. The generator runs without
+      gradient (this loss trains the matcher, not G). The image encoder normalises the imagined
+      images with their own batch statistics, as it does real batches, and they never shift its
+      running statistics (:func:`models.modes.running_stats_kept`).
 
     ``swap``: the swapper's ``(captions, lengths, ok)`` drawn already, whose captions the forward
     encoded into ``out["extra_cap"]``; without it they are drawn and encoded here.
@@ -207,9 +208,9 @@ def contrast_terms(model, out: dict, captions: torch.Tensor, lengths: torch.Tens
         n = min(loss_cfg.imagined_pairs or len(ok), len(ok))
         with torch.no_grad():
             text = neg["grounded"][:n].detach()
-            fake = model.imagine(text, torch.randn(n, model.imagine.z_dim, device=device))["fake"]
+            fake = model.sampler()(text, torch.randn(n, model.imagine.z_dim, device=device))["fake"]
         encoder = matcher.image_encoder
-        with eval_mode(encoder):
+        with running_stats_kept(encoder):
             fake_img = encoder(encoder_images(fake, cfg.data.image_size))
         fake_s = matcher.paired_similarity(fake_img, {k: v[:n] for k, v in out["cap"].items()})
         hinge = (loss_cfg.margin + fake_s - pos_s[:n]).clamp(min=0) * ok[:n]
