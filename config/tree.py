@@ -264,6 +264,10 @@ class ImagineConfig:
     # Generated images the matching loss encodes (the first of the GAN's pairs; 0: all of them). The
     # image encoder's pass over them is the path's largest cost on a CPU.
     match_pairs: int = 24
+    # The matching loss also holds each generated image against a one-word swap of its caption
+    # (colour, shape, size or relation; data/contrast.py, Shapes' words), so G is asked to draw the
+    # very word that was swapped, not only what tells its caption from the batch's others.
+    match_swaps: bool = False
     lr: float = 2e-4  # generator (with the CA) and discriminator
     beta1: float = 0.5
     beta2: float = 0.999

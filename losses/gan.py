@@ -77,19 +77,25 @@ def mismatched_indices(image_ids: torch.Tensor, generator: Optional[torch.Genera
 
 
 def generated_match_loss(scores: torch.Tensor, image_ids: torch.Tensor, scale: float = 10.0,
-                         weights: torch.Tensor | None = None) -> torch.Tensor:
+                         weights: torch.Tensor | None = None, swapped: torch.Tensor | None = None) -> torch.Tensor:
     """Matching loss of generated images (DAMSM-style, AttnGAN arXiv 1711.10485), a scalar.
 
     ``scores (n, n)``: similarity of generated image ``i`` (made from caption ``i``) to caption
     ``j``. Softmax cross-entropy over ``scale * scores`` in both directions, the diagonal being the
     target; other captions of the same image are masked out (they are not negatives). ``weights
     (n,)`` scale each generated image's two terms (robust training); the mean stays over ``n``.
+    ``swapped (n, m)``: the similarity of image ``i`` to ``m`` one-word swaps of its own caption
+    (NaN where there is none), extra negatives of the image-to-caption direction only.
     """
     same = image_ids[:, None] == image_ids[None, :]  # (n, n)
     eye = torch.eye(len(scores), dtype=torch.bool, device=scores.device)
     logits = (scale * scores).masked_fill(same & ~eye, float("-inf"))
     target = torch.arange(len(scores), device=scores.device)
-    per = F.cross_entropy(logits, target, reduction="none") + F.cross_entropy(logits.t(), target, reduction="none")
+    rows = logits
+    if swapped is not None:
+        extra = (scale * swapped.to(logits.dtype)).masked_fill(swapped.isnan(), float("-inf"))
+        rows = torch.cat([logits, extra], dim=1)  # (n, n + m)
+    per = F.cross_entropy(rows, target, reduction="none") + F.cross_entropy(logits.t(), target, reduction="none")
     if weights is not None:
         per = per * weights.to(per.dtype)
     return 0.5 * per.mean()

@@ -1,13 +1,17 @@
 """The GAN alone after the joint epochs (imagine.solo_steps): what it trains, what it leaves alone."""
+import numpy as np
 import torch
 
 import train
 from config import load_config
 from data import load_split
+from data.contrast import TokenSwapper
+from data.datasets import pad_captions
 from runfolder.checkpoint import load_checkpoint
 from runfolder.folder import RunFolder, load_trained
 from tests.test_train import tiny
 from training.gan_phase import run_gan_phase
+from training.imagine import Critic, generator_terms
 
 FAST = {"train.epochs": 1, "look.lambda_i2t": 0, "look.meteor": False}
 
@@ -55,3 +59,23 @@ def test_a_finished_phase_is_not_redone_a_longer_one_continues_and_no_gan_means_
 
     train.main(tiny(tmp_path, out="plain", **FAST, **{"imagine.solo_steps": 2, "imagine.lambda_t2i": 0}))
     assert "gan_solo" not in load_checkpoint(str(tmp_path / "plain" / "best.pt"))
+
+
+
+def test_match_swaps_trains_through_both_phases_and_its_term_asks_for_the_swapped_word(tmp_path):
+    args = {**FAST, "imagine.solo_steps": 2, "imagine.match_swaps": "true", "loss.contrast_weight": 0}
+    report = train.main(tiny(tmp_path, out="swaps", **args))  # the joint epoch and the phase both draw swaps
+    assert report["synthesis"]["gan_solo"]["steps"] == 2
+    cfg, vocab, model, _ = load_trained(str(tmp_path / "swaps"))
+    texts = ["a large red circle", "a small blue square", "a green triangle"]
+    captions, lengths = pad_captions([torch.tensor(vocab.encode(t)) for t in texts])
+    torch.manual_seed(0)
+    with torch.no_grad():
+        out = {"cap": model.matcher.encode_captions(captions, lengths)}
+        out.update(model.imagine(out["cap"]["grounded"], torch.randn(3, model.imagine.z_dim)))
+        new, new_lengths, ok = TokenSwapper(vocab)(captions, lengths, np.random.default_rng(0))
+        swapped = (model.matcher.encode_captions(new, new_lengths), ok)
+        critic, ids = Critic(cfg.imagine, 0.0, local=True), torch.arange(3)
+        plain = generator_terms(critic, out, cfg.imagine, model.matcher, ids, cfg.data.image_size)["gan_match"]
+        asked = generator_terms(critic, out, cfg.imagine, model.matcher, ids, cfg.data.image_size, swapped=swapped)
+    assert ok.all() and float(asked["gan_match"]) > float(plain)  # each swap is one more negative per image

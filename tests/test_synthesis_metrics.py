@@ -61,13 +61,15 @@ def test_published_fid_refuses_missing_and_unsafe_weight_files(tmp_path):
         published_fid_is(fake, fake, str(unsafe))
 
 
-def naive_match_loss(scores, ids, scale):
+def naive_match_loss(scores, ids, scale, swapped=None):
     n = len(scores)
     total = 0.0
-    for direction in (scores, scores.t()):
+    for d, direction in enumerate((scores, scores.t())):
         for i in range(n):
             keep = [j for j in range(n) if j == i or ids[j] != ids[i]]
             logits = scale * direction[i, keep]
+            if d == 0 and swapped is not None:  # image i against its own caption's swaps too
+                logits = torch.cat([logits, scale * swapped[i][~swapped[i].isnan()]])
             total += -(logits[keep.index(i)] - torch.logsumexp(logits, 0)) / n
     return total / 2
 
@@ -79,6 +81,14 @@ def test_generated_match_loss_matches_a_naive_loop_and_masks_same_image_captions
     torch.testing.assert_close(generated_match_loss(scores, ids, 10.0), naive_match_loss(scores, ids, 10.0))
     good = torch.eye(6) - 1.0  # every generated image closest to its own caption
     assert generated_match_loss(good, ids, 10.0) < generated_match_loss(good.flip(0), ids, 10.0)
+    swapped = -torch.rand(6, 2, generator=g)
+    swapped[1, 0] = swapped[4] = float("nan")  # no such swap
+    torch.testing.assert_close(generated_match_loss(scores, ids, 10.0, swapped=swapped),
+                               naive_match_loss(scores, ids, 10.0, swapped))
+    # an image that scores its caption's swap as high as its caption costs more than one that does not
+    near = torch.stack([scores.diagonal(), scores.diagonal() - 1.0], 1)
+    assert generated_match_loss(scores, ids, 10.0, swapped=scores.diagonal()[:, None]) > \
+        generated_match_loss(scores, ids, 10.0, swapped=near[:, 1:]) > generated_match_loss(scores, ids, 10.0)
 
 
 def test_evaluate_with_an_evaluator_run(tmp_path):

@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
+from typing import Optional
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
 from config import Config, to_dict
+from data.contrast import TokenSwapper
 from data.datasets import gan_images
 from data.records import Split
 from data.vocab import Vocabulary
@@ -38,7 +40,7 @@ class SoloGan:
     """The frozen matcher's model with its GAN, the discriminator and the generator's Adam, stepped
     on batches of training pairs (``step``)."""
 
-    def __init__(self, cfg: Config, model, ckpt: dict, device: torch.device):
+    def __init__(self, cfg: Config, model, ckpt: dict, device: torch.device, vocab: Optional[Vocabulary] = None):
         self.cfg, self.model, self.device = cfg, model.to(device), device
         model.matcher.requires_grad_(False).eval()
         self.critic = Critic(cfg.imagine, cfg.train.grad_clip, local=True,
@@ -52,6 +54,8 @@ class SoloGan:
         if saved is not None:  # the joint epochs' moments: no restart from a cold Adam
             self.optimizer.load_state_dict(saved)
         self.steps = 0
+        self.swapper = TokenSwapper(vocab) if cfg.imagine.match_swaps and vocab is not None else None
+        self.rng = np.random.default_rng([cfg.train.seed, 31])
 
     def step(self, batch) -> dict[str, float]:
         """One D update and one G update on ``batch`` (a training loader's ``images, captions,
@@ -60,13 +64,18 @@ class SoloGan:
         images, captions, lengths, image_ids, _ = batch
         images, image_ids = images.to(self.device), image_ids.to(self.device)
         model.imagine.train()
+        swapped = None
         with torch.no_grad():
             cap = model.matcher.encode_captions(captions.to(self.device), lengths)
+            if self.swapper is not None:
+                new, new_lengths, ok = self.swapper(captions, lengths, self.rng)
+                swapped = (model.matcher.encode_captions(new.to(self.device), new_lengths), ok)
         z = torch.randn(len(images), model.imagine.z_dim, device=self.device)
         out = model.imagine(cap["grounded"], z, interpolate=cfg.imagine.interpolate)
         out["cap"] = cap
         terms = self.critic.step(gan_images(images, cfg.imagine.image_size), out, image_ids)
-        g = generator_terms(self.critic, out, cfg.imagine, model.matcher, image_ids, cfg.data.image_size)
+        g = generator_terms(self.critic, out, cfg.imagine, model.matcher, image_ids, cfg.data.image_size,
+                            swapped=swapped)
         loss = cfg.imagine.lambda_t2i * sum(g.values())
         terms.update({k: float(v.detach()) for k, v in g.items()})
         if not torch.isfinite(loss):
@@ -108,7 +117,7 @@ def run_gan_phase(cfg: Config, folder: RunFolder, train_split: Split, val_split:
         return done
     model = load_trained(folder.root, "best")[2]
     torch.manual_seed(cfg.train.seed + 7919 + done["steps"])
-    solo = SoloGan(cfg, model, ckpt, device)
+    solo = SoloGan(cfg, model, ckpt, device, vocab)
     start = time.time()
     batches = solo.batches(train_split, vocab, cfg.train.epochs + done["steps"])  # a continued phase: other orders
     bar = tqdm(range(todo), desc="GAN alone", disable=writer is None, leave=False)

@@ -107,7 +107,8 @@ class Critic:
 
 
 def generator_terms(critic: Critic, out: dict, cfg: ImagineConfig, matcher=None, image_ids=None,
-                    encoder_size: int = 0, weights: Optional[torch.Tensor] = None) -> dict[str, torch.Tensor]:
+                    encoder_size: int = 0, weights: Optional[torch.Tensor] = None,
+                    swapped: Optional[tuple[dict, torch.Tensor]] = None) -> dict[str, torch.Tensor]:
     """G's terms for the joint objective: ``gan_g`` (adversarial, + GAN-INT), ``gan_kl`` (weighted)
     and, with ``imagine.match_weight > 0`` and a ``matcher``, ``gan_match`` (weighted).
 
@@ -116,7 +117,9 @@ def generator_terms(critic: Critic, out: dict, cfg: ImagineConfig, matcher=None,
     matcher's image encoder (frozen, BatchNorm in eval mode, so fake images never train it) to
     find each of the first ``imagine.match_pairs`` generated images closest to its own caption
     among theirs: the match path teaching imagine. ``weights (B,)`` (robust training) scale each
-    pair's ``gan_match`` terms.
+    pair's ``gan_match`` terms. ``swapped``: the embeddings of a one-word swap of each row's caption
+    and whether it has one ``(B,)``; with ``imagine.match_swaps`` each generated image must also
+    score its caption above its swap (a colour, shape, size or relation word it has to draw).
     """
     augment = critic.augment  # D sees generated images the way it was trained to: augmented (fresh draws)
     with frozen(critic.module) as d:
@@ -134,6 +137,11 @@ def generator_terms(critic: Critic, out: dict, cfg: ImagineConfig, matcher=None,
             emb = encoder(encoder_images(out["fake"][:n], encoder_size))  # per branch (n, D)
         captions = {k: v[:n].detach() for k, v in out["cap"].items()}
         w = None if weights is None else weights[:n]
+        extra = None
+        if cfg.match_swaps and swapped is not None:
+            neg, ok = swapped
+            extra = matcher.paired_similarity(emb, {k: v[:n].detach() for k, v in neg.items()})
+            extra = extra.masked_fill(~ok[:n].to(extra.device), float("nan"))[:, None]  # (n, 1)
         result["gan_match"] = cfg.match_weight * generated_match_loss(matcher.similarity(emb, captions), image_ids[:n],
-                                                                      weights=w)
+                                                                      weights=w, swapped=extra)
     return result

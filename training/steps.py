@@ -168,8 +168,9 @@ def joint_step(model, batch, device: torch.device, cfg: Config, loss_fn: Ranking
     if critic is not None:
         real = gan_images(images[:n_gan], cfg.imagine.image_size)  # (n, 3, S, S) in [-1, 1]
         terms.update({f"_{k}": v for k, v in critic.step(real, out, image_ids[:n_gan]).items()})
+        swapped = (out["extra_cap"], swap[2]) if swap is not None and "extra_cap" in out else None
         for name, value in generator_terms(critic, out, cfg.imagine, raw.matcher, image_ids, cfg.data.image_size,
-                                           weights).items():
+                                           weights, swapped).items():
             terms[name] = cfg.imagine.lambda_t2i * value
     loss = sum(v for k, v in terms.items() if not k.startswith("_"))
     return loss, {k.lstrip("_"): float(v.detach() if torch.is_tensor(v) else v) for k, v in terms.items()}
