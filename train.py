@@ -130,8 +130,9 @@ def _run(cfg: Config, dist: distributed.Dist, device: torch.device) -> dict:
         loader = make_loader(cfg, train_split, vocab, epoch, dist)
         start_weighting(cfg, pairs, epoch, writer, state["step"])
         pairs.progress = epoch / max(cfg.train.epochs - 1, 1)
-        contrast_on = (cfg.loss.contrast_weight > 0 or cfg.loss.imagined_weight > 0 or
-                       (cfg.imagine.match_swaps and model.imagine is not None)) and epoch >= cfg.loss.contrast_start_epoch
+        swaps_wanted = cfg.loss.contrast_weight > 0 or cfg.loss.imagined_weight > 0 or \
+            (cfg.imagine.match_swaps and model.imagine is not None)
+        contrast_on = swaps_wanted and epoch >= cfg.loss.contrast_start_epoch
         pairs.swapper = (pairs.swapper or TokenSwapper(vocab)) if contrast_on else None
         summary = train_epoch(cfg, ddp, optimizers, loss_fn, loader, device, epoch, state, writer, folder, reward,
                               critic, pairs)
