@@ -61,7 +61,6 @@ def test_a_finished_phase_is_not_redone_a_longer_one_continues_and_no_gan_means_
     assert "gan_solo" not in load_checkpoint(str(tmp_path / "plain" / "best.pt"))
 
 
-
 def test_match_swaps_trains_through_both_phases_and_its_term_asks_for_the_swapped_word(tmp_path):
     args = {**FAST, "imagine.solo_steps": 2, "imagine.match_swaps": "true", "loss.contrast_weight": 0}
     report = train.main(tiny(tmp_path, out="swaps", **args))  # the joint epoch and the phase both draw swaps
