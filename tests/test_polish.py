@@ -22,6 +22,7 @@ def test_polish_trains_the_matcher_only_and_the_imagined_term_changes_what_it_le
     plain, pol, ctl = (load_checkpoint(str(tmp_path / d / "best.pt")) for d in ("plain", "pol", "ctl"))
     assert pol["polish"]["steps"] == 3 and pol["polish"]["imagined_weight"] == 1 and "polish" not in plain
     assert report["polish"] == pol["polish"]
+    assert "3 matcher steps with the generator frozen" in (tmp_path / "pol" / "report.md").read_text()
     a, b, c = (part(x["model"], "matcher.") for x in (plain, pol, ctl))
     assert any(not torch.equal(v, b[k]) for k, v in a.items())  # the matcher trained
     # the imagined negatives reach the matcher: the control's same steps without them end elsewhere

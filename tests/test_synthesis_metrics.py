@@ -7,6 +7,7 @@ import torch
 
 import evaluate
 import train
+from evaluation.report_md import markdown_table
 from losses.gan import generated_match_loss
 from metrics.synthesis import (candidate_sets, frechet_distance, frechet_from_stats, gaussian_stats, published_fid_is,
                                r_precision)
@@ -103,6 +104,7 @@ def test_evaluate_with_an_evaluator_run(tmp_path):
     assert syn["frechet_distance_evaluator"] >= 0 and "NOT the published FID" in syn["frechet_note"]
     assert "colour" in syn["swaps"] and set(syn["swaps"]) <= {"colour", "shape", "size", "relation"}
     assert all(0 <= e[k] <= 100 for e in syn["swaps"].values() for k in ("imagined", "real"))
+    assert "scores its caption above a one-word swap" in markdown_table(report)
     assert json.load(open(tmp_path / "gan" / "eval_test.json"))["synthesis"] == syn
     with pytest.raises(CheckpointError, match="is the run being evaluated"):
         evaluate.main([gan, "--evaluator", gan, "--mismatched", "9", "--no-captions"])
