@@ -33,7 +33,6 @@ from data.contrast import TokenSwapper
 from data.datasets import cache_resized
 from data.labelled import labelled_ids
 from evaluation.report import final_report
-from losses.ranking import RankingLoss
 from models import ModelError
 from models.lim import LIM
 from runfolder.checkpoint import CheckpointError
@@ -43,7 +42,7 @@ from training.image_init import init_image_encoder
 from training.imagine import Critic
 from training.look import CaptionReward
 from training.loop import (TrainingError, build_optimizers, build_vocabulary, caption_epoch, fit_batch_to_data,
-                           make_loader, start_weighting, train_epoch, validate)
+                           make_loader, ranking_loss, start_weighting, train_epoch, validate)
 from training.polish import run_polish
 from training.resume import prepare_folder, resume_state, save_checkpoint
 from training.robust import PairLossRecord
@@ -115,8 +114,7 @@ def _run(cfg: Config, dist: distributed.Dist, device: torch.device) -> dict:
     # A sequential update uses only part of the model (the G update never reaches the image encoder).
     ddp = DistributedDataParallel(model, find_unused_parameters=cfg.train.schedule == "sequential") \
         if dist.enabled else model
-    loss_fn = RankingLoss(cfg.model.measure, cfg.loss.margin, cfg.loss.max_violation, cfg.loss.warmup_epochs,
-                          cfg.loss.hard_ramp_epochs, cfg.loss.mean_negatives, cfg.loss.hard_weight_max)
+    loss_fn = ranking_loss(cfg)
     changes = schedule_changes(cfg)
     scst = cfg.look.lambda_i2t > 0 and cfg.look.scst_epochs > 0
     reward = CaptionReward(train_split, vocab, cfg.look.max_len, labelled_ids(train_split)) if scst else None

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from functools import partial
 from typing import Optional
 
 import torch
@@ -122,7 +123,8 @@ def evaluate_synthesis(model: LIM, split: Split, vocab: Vocabulary, cfg: Config,
     }
     picks = swap_picks(texts, seed)
     if picks:
-        encode = lambda t: _encode_texts(evaluator, t, evocab, ecfg.data.max_caption_len, device, batch)  # noqa: E731
+        encode = partial(_encode_texts, evaluator, vocab=evocab, max_len=ecfg.data.max_caption_len, device=device,
+                         batch=batch)
         out["swaps"] = swap_test(evaluator.matcher, {"imagined": fake_emb, "real": real_emb}, text_emb, picks, encode)
     steps.update()
     if inception_weights:

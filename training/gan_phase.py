@@ -31,9 +31,8 @@ from runfolder.checkpoint import load_checkpoint, save_atomic
 from runfolder.folder import RunFolder, load_trained
 from synthesis.sampling import split_grid
 
-from . import distributed
 from .imagine import Critic, generator_terms
-from .loop import TrainingError, make_loader
+from .loop import TrainingError, endless_batches
 
 
 class SoloGan:
@@ -94,12 +93,7 @@ class SoloGan:
         (epochs numbered from ``first_epoch``, so they differ from the joint epochs' orders)."""
         cfg = self.cfg
         pairs = min(cfg.imagine.batch_pairs or cfg.data.batch_size, cfg.data.batch_size)
-        cfg = replace(cfg, data=replace(cfg.data, batch_size=pairs))
-        one = distributed.Dist(rank=0, world_size=1, local_rank=0)
-        epoch = first_epoch
-        while True:
-            yield from make_loader(cfg, split, vocab, epoch, one)
-            epoch += 1
+        return endless_batches(replace(cfg, data=replace(cfg.data, batch_size=pairs)), split, vocab, first_epoch)
 
 
 def run_gan_phase(cfg: Config, folder: RunFolder, train_split: Split, val_split: Split, vocab: Vocabulary,

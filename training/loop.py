@@ -73,6 +73,24 @@ def make_loader(cfg: Config, split, vocab: Vocabulary, epoch: int, dist: distrib
                       persistent_workers=False, pin_memory=torch.cuda.is_available())
 
 
+def endless_batches(cfg: Config, split, vocab: Vocabulary, first_epoch: int):
+    """Training batches without end for the phases after the epochs (one process), each pass over the
+    split a fresh shuffle; passes are numbered from ``first_epoch``, so their orders differ from the
+    joint epochs'."""
+    one = distributed.Dist(rank=0, world_size=1, local_rank=0)
+    epoch = first_epoch
+    while True:
+        yield from make_loader(cfg, split, vocab, epoch, one)
+        epoch += 1
+
+
+def ranking_loss(cfg: Config) -> RankingLoss:
+    """The ranking loss the ``loss`` and ``model.measure`` keys describe."""
+    loss = cfg.loss
+    return RankingLoss(cfg.model.measure, loss.margin, loss.max_violation, loss.warmup_epochs, loss.hard_ramp_epochs,
+                       loss.mean_negatives, loss.hard_weight_max)
+
+
 def fit_batch_to_data(cfg: Config, train_split, dist: distributed.Dist) -> Config:
     """A batch no larger than an epoch's pairs per process: a smaller training set shrinks the
     batch, with a note (the last partial batch is dropped, so a too-large batch would train nothing)."""
@@ -208,13 +226,18 @@ def caption_epoch(cfg: Config, epoch: int, step: int) -> bool:
     return last or (every > 0 and (epoch + 1) % every == 0)
 
 
+def val_rsum(cfg: Config, model: LIM, val_split, vocab: Vocabulary, device) -> float:
+    """The matcher's rsum on ``val_split`` under its primary protocol (what picks the best checkpoint)."""
+    val = evaluate_retrieval(model.matcher, val_split, vocab, cfg.data, device, "auto", cfg.train.eval_batch_size)
+    return val["protocols"][val["primary"]]["rsum"]
+
+
 def validate(cfg: Config, model: LIM, val_split, vocab: Vocabulary, device, writer, step: int,
              captions: bool = True) -> tuple[float, str]:
     """Val rsum (model selection); with a decoder (and ``captions``), val CIDEr-D and sample captions
     to TensorBoard; with a generator, a grid imagined from val captions with fixed noise, and the
     collapse check."""
-    val = evaluate_retrieval(model.matcher, val_split, vocab, cfg.data, device, "auto", cfg.train.eval_batch_size)
-    rsum = val["protocols"][val["primary"]]["rsum"]
+    rsum = val_rsum(cfg, model, val_split, vocab, device)
     writer.add_scalar("val/rsum", rsum, step)
     summary = f"val rsum {rsum:.1f}"
     if model.decoder is not None and captions:

@@ -26,28 +26,11 @@ from config import Config, to_dict
 from data.contrast import TokenSwapper
 from data.records import Split
 from data.vocab import Vocabulary
-from evaluation.retrieval import evaluate_retrieval
-from losses.ranking import RankingLoss
 from runfolder.checkpoint import load_checkpoint, save_atomic
 from runfolder.folder import RunFolder, load_trained
 
-from . import distributed
-from .loop import TrainingError, lr_factor, make_loader
+from .loop import TrainingError, endless_batches, lr_factor, ranking_loss, val_rsum
 from .steps import PairState, joint_step
-
-
-def _batches(cfg: Config, split: Split, vocab: Vocabulary, first_epoch: int):
-    """Endless training batches, each pass a fresh shuffle numbered from ``first_epoch``."""
-    one = distributed.Dist(rank=0, world_size=1, local_rank=0)
-    epoch = first_epoch
-    while True:
-        yield from make_loader(cfg, split, vocab, epoch, one)
-        epoch += 1
-
-
-def _val_rsum(cfg: Config, model, split: Split, vocab: Vocabulary, device: torch.device) -> float:
-    val = evaluate_retrieval(model.matcher, split, vocab, cfg.data, device, "auto", cfg.train.eval_batch_size)
-    return float(val["protocols"][val["primary"]]["rsum"])
 
 
 def polish_config(cfg: Config) -> Config:
@@ -73,23 +56,22 @@ def run_polish(cfg: Config, folder: RunFolder, train_split: Split, val_split: Sp
     torch.manual_seed(cfg.train.seed + 104729 + done["steps"])
     before = done.get("val_rsum_before")
     if before is None:
-        before = _val_rsum(cfg, model, val_split, vocab, device)
+        before = val_rsum(cfg, model, val_split, vocab, device)
     for part in (model.decoder, model.imagine, model.imagine_ema):
         if part is not None:
             part.requires_grad_(False).eval()
     matcher = model.matcher
-    optimizer = torch.optim.Adam([p for p in matcher.parameters() if p.requires_grad], lr=cfg.train.lr)
+    params = [p for p in matcher.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(params, lr=cfg.train.lr)
     if "match" in ckpt.get("optimizers", {}):
         optimizer.load_state_dict(ckpt["optimizers"]["match"])
     for group in optimizer.param_groups:
         group["lr"] = cfg.train.lr * lr_factor(cfg, cfg.train.epochs - 1)
-    loss_fn = RankingLoss(cfg.model.measure, cfg.loss.margin, cfg.loss.max_violation, cfg.loss.warmup_epochs,
-                          cfg.loss.hard_ramp_epochs, cfg.loss.mean_negatives, cfg.loss.hard_weight_max)
+    loss_fn = ranking_loss(cfg)
     hard_weight = loss_fn.hard_weight_at(cfg.train.epochs)
     pairs = PairState(swapper=TokenSwapper(vocab) if pcfg.loss.contrast_weight > 0 or pcfg.loss.imagined_weight > 0
                       else None, rng=np.random.default_rng([cfg.train.seed, 29, done["steps"]]))
-    batches = _batches(cfg, train_split, vocab, 2 * cfg.train.epochs + 1000 + done["steps"])
-    params = [p for p in matcher.parameters() if p.requires_grad]
+    batches = endless_batches(cfg, train_split, vocab, 2 * cfg.train.epochs + 1000 + done["steps"])
     start = time.time()
     matcher.train()
     bar = tqdm(range(todo), desc="polish", disable=writer is None, leave=False)
@@ -109,7 +91,7 @@ def run_polish(cfg: Config, folder: RunFolder, train_split: Split, val_split: Sp
                 writer.add_scalar(f"polish/{name}", value, step + done["steps"] + i + 1)
     seconds = time.time() - start
     model.eval()
-    after = _val_rsum(cfg, model, val_split, vocab, device)
+    after = val_rsum(cfg, model, val_split, vocab, device)
     result = {"steps": cfg.loss.polish_steps, "seconds": round(done["seconds"] + seconds, 1),
               "imagined_weight": cfg.loss.polish_imagined_weight, "val_rsum_before": round(before, 2),
               "val_rsum_after": round(after, 2)}
