@@ -83,7 +83,7 @@ def test_ema_is_the_weighted_average_of_the_weights():
     for ema, start_value, live in zip(fresh.imagine_ema.parameters(), init, fresh.imagine.parameters()):
         torch.testing.assert_close(ema, 0.1 * start_value + 0.9 * live.detach())
     off = LIM(ModelConfig(embed_dim=16, word_dim=8, text_hidden=8, small_cnn_width=4), LookConfig(lambda_i2t=0),
-              ImagineConfig(image_size=32, c_dim=8, z_dim=8, g_width=4), vocab_size=20)
+              ImagineConfig(image_size=32, c_dim=8, z_dim=8, g_width=4, ema=0.0), vocab_size=20)
     assert off.imagine_ema is None and off.sampler() is off.imagine
 
 

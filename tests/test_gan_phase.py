@@ -78,3 +78,40 @@ def test_match_swaps_trains_through_both_phases_and_its_term_asks_for_the_swappe
         plain = generator_terms(critic, out, cfg.imagine, model.matcher, ids, cfg.data.image_size)["gan_match"]
         asked = generator_terms(critic, out, cfg.imagine, model.matcher, ids, cfg.data.image_size, swapped=swapped)
     assert ok.all() and float(asked["gan_match"]) > float(plain)  # each swap is one more negative per image
+
+
+def _phase_average(start: list, lives: list, decay: float, first: int) -> list:
+    """The naive reference: the average after each step t of the phase, warmed up from its start."""
+    avg = [v.clone() for v in start]
+    for t, live in enumerate(lives, start=first):
+        d = min(decay, (1 + t) / (10 + t))
+        avg = [d * a + (1 - d) * w for a, w in zip(avg, live)]
+    return avg
+
+
+def test_the_phase_restarts_the_generators_average_from_the_live_weights(tmp_path):
+    from training.gan_phase import SoloGan
+
+    args = tiny(tmp_path, **FAST, **{"imagine.ema": 0.9})
+    train.main(args)
+    run = str(tmp_path / "run")
+    cfg = load_config(None, args)
+    split, vocab = load_split(cfg.data, "train"), load_trained(run)[1]
+    for first in (0, 5):  # a fresh phase restarts the average; a continued one carries it on
+        model, ckpt = load_trained(run)[2], load_checkpoint(str(tmp_path / "run" / "best.pt"))
+        with torch.no_grad():  # an average far from the live weights, as after many joint steps
+            for p in model.imagine_ema.parameters():
+                p.add_(1.0)
+        joint_avg = [p.detach().clone() for p in model.imagine_ema.parameters()]
+        live_start = [p.detach().clone() for p in model.imagine.parameters()]
+        torch.manual_seed(0)
+        solo = SoloGan(cfg, model, ckpt, torch.device("cpu"), vocab, first_step=first)
+        batches = solo.batches(split, vocab, cfg.train.epochs)
+        lives = []
+        for _ in range(3):
+            solo.step(next(batches))
+            lives.append([p.detach().clone() for p in model.imagine.parameters()])
+        expect = _phase_average(live_start if first == 0 else joint_avg, lives, 0.9, first)
+        for got, want in zip(model.imagine_ema.parameters(), expect):
+            torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+        assert model.sampler() is model.imagine_ema

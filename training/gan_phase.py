@@ -39,7 +39,8 @@ class SoloGan:
     """The frozen matcher's model with its GAN, the discriminator and the generator's Adam, stepped
     on batches of training pairs (``step``)."""
 
-    def __init__(self, cfg: Config, model, ckpt: dict, device: torch.device, vocab: Optional[Vocabulary] = None):
+    def __init__(self, cfg: Config, model, ckpt: dict, device: torch.device, vocab: Optional[Vocabulary] = None,
+                 first_step: int = 0):
         self.cfg, self.model, self.device = cfg, model.to(device), device
         model.matcher.requires_grad_(False).eval()
         self.critic = Critic(cfg.imagine, cfg.train.grad_clip, local=True,
@@ -53,6 +54,11 @@ class SoloGan:
         if saved is not None:  # the joint epochs' moments: no restart from a cold Adam
             self.optimizer.load_state_dict(saved)
         self.steps = 0
+        self.first_step = first_step  # steps of the phase done before (a continued phase)
+        if first_step == 0 and model.imagine_ema is not None:
+            # The average restarts from the live generator: the joint epochs' generators served a
+            # matcher that kept moving, and averaging them in held samples back (README "The generator").
+            model.imagine_ema.load_state_dict(model.imagine.state_dict())
         self.swapper = TokenSwapper(vocab) if cfg.imagine.match_swaps and vocab is not None else None
         self.rng = np.random.default_rng([cfg.train.seed, 31])
 
@@ -84,8 +90,8 @@ class SoloGan:
         if cfg.train.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(model.imagine.parameters(), cfg.train.grad_clip)
         self.optimizer.step()
+        model.update_ema(self.first_step + self.steps)  # warmed up again from the phase's start
         self.steps += 1
-        model.update_ema()  # the joint epochs warmed the average up: the plain decay from here
         return terms
 
     def batches(self, split: Split, vocab: Vocabulary, first_epoch: int):
@@ -111,7 +117,7 @@ def run_gan_phase(cfg: Config, folder: RunFolder, train_split: Split, val_split:
         return done
     model = load_trained(folder.root, "best")[2]
     torch.manual_seed(cfg.train.seed + 7919 + done["steps"])
-    solo = SoloGan(cfg, model, ckpt, device, vocab)
+    solo = SoloGan(cfg, model, ckpt, device, vocab, first_step=done["steps"])
     start = time.time()
     batches = solo.batches(train_split, vocab, cfg.train.epochs + done["steps"])  # a continued phase: other orders
     bar = tqdm(range(todo), desc="GAN alone", disable=writer is None, leave=False)
