@@ -81,6 +81,13 @@ def test_a_run_saved_before_the_gan_alone_phase_existed_had_none():
     assert from_dict(saved).imagine.solo_steps == 0
 
 
+def test_a_run_saved_before_the_generators_average_existed_had_none():
+    saved = to_dict(load_config(None, []))
+    assert from_dict(saved).imagine.ema == 0.999  # today's Shapes default, kept when saved
+    del saved["imagine"]["ema"]
+    assert from_dict(saved).imagine.ema == 0.0  # such a checkpoint has no imagine_ema weights to load
+
+
 def test_shapes_preset_spells_out_the_defaults():
     preset = os.path.join(os.path.dirname(__file__), "..", "configs", "shapes.yaml")
     assert load_config(preset) == load_config()
