@@ -57,7 +57,8 @@ class SoloGan:
         self.first_step = first_step  # steps of the phase done before (a continued phase)
         if first_step == 0 and model.imagine_ema is not None:
             # The average restarts from the live generator: the joint epochs' generators served a
-            # matcher that kept moving, and averaging them in held samples back (README "The generator").
+            # matcher that kept moving (with the plain decay of 0.999 they would still weigh 45% after
+            # 800 steps of this phase; README "The generator").
             model.imagine_ema.load_state_dict(model.imagine.state_dict())
         self.swapper = TokenSwapper(vocab) if cfg.imagine.match_swaps and vocab is not None else None
         self.rng = np.random.default_rng([cfg.train.seed, 31])
