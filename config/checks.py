@@ -22,6 +22,9 @@ _COUNT = ">= 1"
 _AT_LEAST_1 = (lambda v: v >= 1, _COUNT)
 _AT_LEAST_0 = (lambda v: v >= 0, _NATURAL)
 _ABOVE_0 = (lambda v: v > 0, _POSITIVE)
+_AUGMENT_POLICIES = (lambda v: all(p.strip() in DIFF_AUGMENT for p in v.split(",")) if v.strip() else True,
+                     "empty or a comma-separated list of " + ", ".join(DIFF_AUGMENT)
+                     + " (no colour policy: captions name colours)")
 
 
 _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
@@ -95,9 +98,8 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "imagine.d_skip_loss": _AT_LEAST_0,
     "imagine.adv_loss": (lambda v: v in GAN_LOSSES, "one of " + ", ".join(GAN_LOSSES)),
     "imagine.fusion": (lambda v: v in GAN_FUSIONS, "one of " + ", ".join(GAN_FUSIONS)),
-    "imagine.diff_augment": (lambda v: all(p.strip() in DIFF_AUGMENT for p in v.split(",")) if v.strip() else True,
-                             "empty or a comma-separated list of " + ", ".join(DIFF_AUGMENT)
-                             + " (no colour policy: captions name colours)"),
+    "imagine.diff_augment": _AUGMENT_POLICIES,
+    "imagine.solo_diff_augment": _AUGMENT_POLICIES,
     "imagine.every": _AT_LEAST_1,
     "imagine.solo_steps": _AT_LEAST_0,
     "imagine.ema": (lambda v: 0 <= v < 1, "in [0, 1)"),

@@ -98,7 +98,8 @@ def to_yaml(cfg: Config) -> str:
 # Keys whose default changed after runs were saved without them: what such a run used. A saved
 # config lists every key of its day, so a missing one means the run predates the key.
 _BEFORE_THE_KEY = {("model", "small_cnn_depth"): 1, ("imagine", "standardise_text"): False,
-                   ("imagine", "solo_steps"): 0, ("imagine", "ema"): 0.0}
+                   ("imagine", "solo_steps"): 0, ("imagine", "ema"): 0.0,
+                   ("imagine", "solo_diff_augment"): ""}
 
 
 def from_dict(d: dict) -> Config:

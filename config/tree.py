@@ -307,6 +307,11 @@ class ImagineConfig:
     # seed-0 model after 800 and 1000 steps, R-precision 33.7% and 33.0%, Frechet 0.056 and 0.054, in
     # 32 s less. Runs saved before the key had none.
     solo_steps: int = 800
+    # DiffAugment policies of the discriminator in the GAN-alone phase, in place of diff_augment there
+    # (empty: none). Since 2026-12-04 (late): Shapes, the phase redone on three seeds, seed 2's collapsed
+    # generator R-precision 4.9% -> 16.2%, Frechet 0.27 -> 0.12 (README "The generator"). Runs saved
+    # before the key had none.
+    solo_diff_augment: str = "translation,cutout"
 
 
 @dataclass

@@ -115,3 +115,22 @@ def test_the_phase_restarts_the_generators_average_from_the_live_weights(tmp_pat
         for got, want in zip(model.imagine_ema.parameters(), expect):
             torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
         assert model.sampler() is model.imagine_ema
+
+
+def test_the_phases_discriminator_augments_with_its_own_policies(tmp_path):
+    from training.gan_phase import SoloGan
+
+    args = tiny(tmp_path, **FAST)  # the joint epochs' discriminator augments nothing (imagine.diff_augment)
+    train.main(args)
+    run = str(tmp_path / "run")
+    split, vocab = load_split(load_config(None, args).data, "train"), load_trained(run)[1]
+    results = {}
+    for policy in ("translation,cutout", ""):
+        cfg = load_config(None, args + [f"imagine.solo_diff_augment='{policy}'"])
+        model, ckpt = load_trained(run)[2], load_checkpoint(str(tmp_path / "run" / "best.pt"))
+        torch.manual_seed(0)
+        solo = SoloGan(cfg, model, ckpt, torch.device("cpu"), vocab)
+        assert solo.critic.augment.policy == tuple(p for p in policy.split(",") if p)
+        solo.step(next(solo.batches(split, vocab, cfg.train.epochs)))
+        results[policy] = [p.detach().clone() for p in model.imagine.parameters()]
+    assert any(not torch.equal(a, b) for a, b in zip(*results.values()))  # the augmentation changed the update

@@ -9,7 +9,10 @@ from ``best.pt`` (the model the report, ``evaluate.py`` and ``demo.py`` read), f
 result is written back into ``best.pt`` (atomically), marked with the steps done, so a resumed run
 does not redo it; resuming a finished run with a larger ``imagine.solo_steps`` trains the
 difference (``python train.py --config RUN/config.yaml train.out_dir=RUN train.resume=true
-imagine.solo_steps=N``). Under torchrun it runs on the main process only.
+imagine.solo_steps=N``). Under torchrun it runs on the main process only. Here the discriminator
+sees its images through ``imagine.solo_diff_augment`` (DiffAugment) instead of
+``imagine.diff_augment``, and the generator's moving average (``imagine.ema``) restarts from the
+live weights.
 """
 from __future__ import annotations
 
@@ -43,8 +46,8 @@ class SoloGan:
                  first_step: int = 0):
         self.cfg, self.model, self.device = cfg, model.to(device), device
         model.matcher.requires_grad_(False).eval()
-        self.critic = Critic(cfg.imagine, cfg.train.grad_clip, local=True,
-                             channels_last=cfg.model.channels_last).to(device)
+        phase = replace(cfg.imagine, diff_augment=cfg.imagine.solo_diff_augment)  # D's augmentation here
+        self.critic = Critic(phase, cfg.train.grad_clip, local=True, channels_last=cfg.model.channels_last).to(device)
         if ckpt.get("critic") is not None:
             self.critic.load_state_dict(ckpt["critic"])
         imagine = model.imagine
