@@ -86,6 +86,9 @@ def test_a_run_saved_before_the_generators_average_existed_had_none():
     assert from_dict(saved).imagine.ema == 0.999  # today's Shapes default, kept when saved
     del saved["imagine"]["ema"]
     assert from_dict(saved).imagine.ema == 0.0  # such a checkpoint has no imagine_ema weights to load
+    saved = to_dict(load_config(None, []))
+    del saved["imagine"]["solo_diff_augment"]
+    assert from_dict(saved).imagine.solo_diff_augment == ""  # its GAN-alone phase augmented nothing
 
 
 def test_shapes_preset_spells_out_the_defaults():
