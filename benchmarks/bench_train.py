@@ -49,6 +49,7 @@ def make_step(cfg: Config, batch, vocab_size: int, phase: str, reward=None, feat
         opt.zero_grad()
         loss.backward()
         opt.step()
+        model.update_ema()  # as the training loop does (nothing without imagine.ema)
 
     step()  # warm-up (numba compilation, allocator)
     return step
@@ -121,6 +122,11 @@ def main() -> None:
                                          for v in ("true", "false")], batch, len(vocab), args.steps, phase, reward)
         print(f"shapes, {label}: channels-last {last:,.0f}, model.channels_last=false {plain:,.0f} pairs/s "
               f"({last / plain:.2f}x)")
+    # The generator's moving average (imagine.ema, the Shapes default since 2026-12-04) against none.
+    averaged, live = interleaved_rates([load_config(None, [f"imagine.ema={v}"]) for v in ("0.999", "0")], batch,
+                                       len(vocab), args.steps, "xe", reward)
+    print(f"shapes, + look (XE) + imagine every step: imagine.ema=0.999 {averaged:,.0f}, imagine.ema=0 {live:,.0f} "
+          f"pairs/s ({averaged / live:.2f}x)")
 
     # custom.yaml on an icon set: cosine matcher, 2,510 words, 9-token captions, batch 128
     icon = ["data.json=set.json", "data.image_root=images"]
